@@ -1,0 +1,227 @@
+"""Configuration: dataclass schemas behind the Hydra groups, resolvers, composition and validation.
+
+The schemas make a misspelt key fail when Hydra composes the config (the whole config is in struct mode),
+and give every value a type. The model group is the exception: its keys are the constructor knobs of the
+chosen network, which differ per network, so they are checked when the model is built
+(``effconv.models.create`` names the accepted knobs).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
+
+from effconv.errors import UserError, unknown_choice
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ("model", "data", "recipe", "logger", "launcher", "experiment")
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    root: Optional[str] = None  # directory holding the published top-level item (see docs/datasets.md)
+    num_classes: int = MISSING
+    img_size: int = 32  # training crop size (square)
+    eval_size: Optional[int] = None  # evaluation crop size; None = img_size
+    eval_resize: Optional[int] = None  # resize shorter side before the centre crop (ImageNet: 256)
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    train_transform: str = "none"  # augmentation preset, see effconv.data.transforms
+    eval_transform: str = "none"
+    crop_padding: int = 4  # pad-and-crop presets
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # random-resized-crop presets
+    crop_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
+    hflip: float = 0.5
+    use_extra: bool = False  # SVHN: train on train + extra
+    skip_corrupt: bool = False  # ImageNet-style folders: skip and count unreadable images
+    num_workers: int = 4  # streaming datasets only; in-memory datasets need no workers
+    gpu_decode: bool = False  # ImageNet: decode JPEGs on the GPU when one is present
+    verify_checksums: bool = False  # compare files with the official md5 (a mismatch only warns)
+    cache_dir: Optional[str] = None  # where decoded uint8 caches go; None = next to the data
+    train_split: str = "train"
+    eval_split: str = "test"
+
+
+@dataclass
+class RecipeConfig:
+    name: str = MISSING
+    epochs: int = MISSING
+    batch_size: int = MISSING  # per process and per micro-batch
+    accum_steps: int = 1  # effective batch = batch_size x accum_steps x world size
+    eval_batch_size: Optional[int] = None  # None = 2 x batch_size
+    opt: str = "momentum"  # timm names: momentum (classic SGD), sgd/nesterov (Nesterov), rmsproptf, adamw...
+    lr: float = MISSING  # per lr_ref_batch images, scaled linearly to the effective batch
+    lr_ref_batch: Optional[int] = 256  # None: lr is used as given
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    wd_exclude_bn_bias: bool = False  # no weight decay on BatchNorm and bias parameters
+    opt_eps: Optional[float] = None
+    opt_betas: Optional[list[float]] = None
+    sched: str = "cosine"  # timm scheduler name: cosine, step, multistep, plateau, poly, tanh
+    min_lr: float = 0.0
+    warmup_epochs: int = 0
+    warmup_lr: float = 0.0  # learning rate at the start of the linear warm-up
+    decay_epochs: float = 30.0  # step schedule
+    decay_rate: float = 0.1  # step schedule
+    decay_milestones: list[int] = field(default_factory=list)  # multistep schedule
+    sched_on_updates: bool = True  # the schedule moves every optimizer update, not every epoch
+    label_smoothing: float = 0.0
+    ema: bool = False
+    ema_decay: float = 0.9998  # timm's meaning: ema = decay * ema + (1 - decay) * weights
+    ema_warmup: bool = False
+    clip_grad: Optional[float] = None
+    clip_mode: str = "norm"
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "csv"  # csv | wandb | tensorboard; run files (summary.csv, metrics.jsonl) are always written
+    mode: str = "offline"  # wandb: online | offline | disabled
+    project: str = "effconv"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainConfig:
+    model: Any = MISSING
+    data: DataConfig = MISSING
+    recipe: RecipeConfig = MISSING
+    logger: LoggerConfig = MISSING
+    experiment: Optional[str] = None  # set by conf/experiment/<paper>/<table>.yaml
+    table: Any = None  # the table spec of an experiment (rows, columns, paper numbers)
+    run_name: str = MISSING
+    output_root: str = "outputs"
+    seed: int = 0
+    deterministic: bool = False  # also forbid non-deterministic GPU kernels (CPU runs are reproducible anyway)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto (bf16 on a GPU that has it, else off) | none | bf16 | fp16
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the bare model
+    compile_mode: Optional[str] = None
+    sync_bn: bool = False  # DDP: SyncBatchNorm instead of reducing BN statistics before evaluation
+    resume: str = "auto"  # auto | never | <checkpoint path>
+    allow_resume_change: bool = False  # resume even if epochs / effective batch differ from the checkpoint
+    checkpoint_interval_s: float = 600.0  # also write last.pt mid-epoch at this interval (0: epoch ends only)
+    eval_every: int = 1
+    limit_train_batches: Optional[int] = None  # debugging: batches per epoch
+    limit_eval_batches: Optional[int] = None
+    progress: bool = True  # console progress bar
+
+
+@dataclass
+class EvalConfig:
+    run: Optional[str] = None  # a run directory
+    checkpoint: Optional[str] = None  # or a checkpoint file (then model/data come from the config)
+    which: str = "best"  # best | last (with run=)
+    data_root: Optional[str] = None  # where the dataset is on this machine, if not where it was trained
+    device: str = "auto"
+    batch_size: int = 256
+    throughput_batches: list[int] = field(default_factory=lambda: [1, 64])
+    limit_eval_batches: Optional[int] = None
+    output: Optional[str] = None  # where eval.json goes; None = the run dir (or beside the checkpoint)
+
+
+def _run_suffix(override_dirname: str) -> str:
+    """'' or '__' + the overrides, made safe as one path component."""
+    if not override_dirname:
+        return ""
+    return "__" + re.sub(r"[/\\\s]+", "_", override_dirname)
+
+
+def _experiment_prefix(experiment: Optional[str]) -> str:
+    return f"{experiment}/" if experiment else ""
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="eval_schema", node=EvalConfig)
+    for name, fn in (("run_suffix", _run_suffix), ("experiment_prefix", _experiment_prefix)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+def group_options(group: str) -> list[str]:
+    """Option names of a config group, nested groups as 'paper/table'."""
+    root = CONF_DIR / group
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+
+
+def check_group_choices(overrides: list[str]) -> None:
+    """Reject unknown group options in command-line overrides with one line (Hydra prints a list).
+
+    Sweeps (``model=a,b``) are checked value by value; anything that is not a plain group choice is left to
+    Hydra.
+    """
+    for line in overrides:
+        key, sep, value = line.partition("=")
+        group = key.lstrip("+~")
+        if not sep or group not in GROUPS or any(c in value for c in "()[]{}$*"):
+            continue
+        options = group_options(group)
+        for choice in value.split(","):
+            if choice and choice != "null" and choice not in options:
+                raise unknown_choice(group, choice, options, f"; see conf/{group}/")
+
+
+def compose(overrides: list[str] = (), config_name: str = "config") -> DictConfig:
+    """Compose a config exactly as ``train.py`` would, for tests, the report and tools.
+
+    The hydra node is kept (run names interpolate ``hydra:job.override_dirname``) and registered as the
+    current HydraConfig, then the task config is returned without it.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    register_configs()
+    check_group_choices(list(overrides))
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations resolve through it
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    """Values that compose fine but cannot work: one line each, naming the key."""
+    r = cfg.recipe
+    checks = [
+        (r.epochs >= 1, f"recipe.epochs must be >= 1 (got {r.epochs})"),
+        (r.batch_size >= 1, f"recipe.batch_size must be >= 1 (got {r.batch_size})"),
+        (r.accum_steps >= 1, f"recipe.accum_steps must be >= 1 (got {r.accum_steps})"),
+        (r.lr > 0, f"recipe.lr must be > 0 (got {r.lr})"),
+        (r.weight_decay >= 0, f"recipe.weight_decay must be >= 0 (got {r.weight_decay})"),
+        (0 <= r.label_smoothing < 1, f"recipe.label_smoothing must be in [0, 1) (got {r.label_smoothing})"),
+        (0 < r.ema_decay < 1, f"recipe.ema_decay must be in (0, 1) (got {r.ema_decay})"),
+        (r.warmup_epochs >= 0, f"recipe.warmup_epochs must be >= 0 (got {r.warmup_epochs})"),
+        (r.warmup_epochs < r.epochs or r.warmup_epochs == 0,
+         f"recipe.warmup_epochs ({r.warmup_epochs}) must be shorter than recipe.epochs ({r.epochs})"),
+        (cfg.data.num_classes >= 1, f"data.num_classes must be >= 1 (got {cfg.data.num_classes})"),
+        (cfg.data.img_size >= 1, f"data.img_size must be >= 1 (got {cfg.data.img_size})"),
+        (cfg.amp in ("auto", "none", "bf16", "fp16"), f"amp must be auto, none, bf16 or fp16 (got {cfg.amp})"),
+        (cfg.eval_every >= 1, f"eval_every must be >= 1 (got {cfg.eval_every})"),
+        (cfg.resume in ("auto", "never") or Path(cfg.resume).is_file(),
+         f"resume must be auto, never or an existing checkpoint file (got {cfg.resume})"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    if r.lr_ref_batch is not None and r.lr_ref_batch < 1:
+        raise UserError(f"recipe.lr_ref_batch must be >= 1 or null (got {r.lr_ref_batch})")
+
+
+def to_plain(cfg: DictConfig) -> dict:
+    """The resolved config as plain Python data (what checkpoints and results.json store)."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)

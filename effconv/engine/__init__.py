@@ -1,0 +1,1 @@
+"""The training loop, evaluation, checkpointing, run files and the distributed set-up."""

@@ -1,0 +1,147 @@
+"""Checkpoints: atomic writes, validated loads, resume discovery, weight initialisation from another run.
+
+A checkpoint is plain data (tensors, numbers, strings, lists, dicts), loadable with ``weights_only=True``.
+Its keys follow timm's (``state_dict``, ``state_dict_ema``, ``optimizer``, ``amp_scaler``, ``epoch``,
+``arch``), so ``timm.models.load_checkpoint(model, path, use_ema=True)`` reads our files, plus ``batch``
+(batches of ``epoch`` already done), ``global_step``, ``rng``, ``meters``, ``best`` and ``config``.
+
+Writes go to a temporary file that is flushed, fsync'ed and ``os.replace``d over the target; the previous
+``last.pt`` is kept as ``last.prev.pt`` first, so a crash at any instant leaves a loadable checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from effconv.errors import UserError
+
+LAST, PREVIOUS, BEST = "last.pt", "last.prev.pt", "best.pt"
+
+
+def save_atomic(state: dict, path: Path, keep_previous: bool = False) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"could not write checkpoint {path}: {e.strerror or e}; the previous checkpoint is intact "
+                        "(free disk space, then run the same command to resume)") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if keep_previous and path.exists():
+        os.replace(path, path.with_name(PREVIOUS))
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load(path: Path) -> dict:
+    """Load a checkpoint on the CPU; a missing, truncated or foreign file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle of foreign objects, ...
+        raise UserError(f"checkpoint {path} is unreadable ({type(e).__name__}); it is truncated or not ours") from None
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise UserError(f"checkpoint {path} holds no 'state_dict'; it is not a model checkpoint")
+    return state
+
+
+def find_resumable(checkpoint_dir: Path, log=print) -> tuple[Path, dict] | None:
+    """The newest loadable checkpoint of a run: last.pt, else last.prev.pt (saying why)."""
+    for name in (LAST, PREVIOUS):
+        path = Path(checkpoint_dir) / name
+        if not path.exists():
+            continue
+        try:
+            return path, load(path)
+        except UserError as e:
+            log(f"warning: {e}; trying an older checkpoint")
+    return None
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *map(float, np_state[2:])],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), int(pos), int(has_gauss), gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def checkpoint_of(source: str | Path) -> Path:
+    """A checkpoint file, or a run directory (its best.pt, else last.pt)."""
+    source = Path(source)
+    if source.is_dir():
+        for name in (BEST, LAST):
+            if (source / "checkpoints" / name).is_file():
+                return source / "checkpoints" / name
+        raise UserError(f"{source} holds no checkpoints/{BEST} or checkpoints/{LAST}; is it a run directory?")
+    return source
+
+
+def init_weights_from(model: nn.Module, source: str | Path, use_ema: bool = True, log=print) -> None:
+    """Fine-tuning start: load another run's weights, re-initialising a classifier whose shape differs."""
+    path = checkpoint_of(source)
+    state = load(path)
+    weights = state.get("state_dict_ema") if use_ema and state.get("state_dict_ema") else state["state_dict"]
+    own = model.state_dict()
+    classifier = _classifier_prefixes(model)
+    mismatched = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
+    foreign = [k for k in mismatched if not k.startswith(classifier)]
+    missing = [k for k in own if k not in weights and not k.startswith(classifier)]
+    if foreign or missing or not any(k in own for k in weights):
+        arch = state.get("arch", "another model")
+        raise UserError(f"model.init_from={source}: its weights ({arch}) do not fit this model "
+                        f"({len(foreign)} shape mismatches, {len(missing)} missing tensors); "
+                        "init_from needs the same architecture and knobs")
+    kept = {k: v for k, v in weights.items() if k in own and k not in mismatched}
+    model.load_state_dict(kept, strict=False)
+    reset = sorted({k.rsplit(".", 1)[0] for k in mismatched})
+    log(f"initialised from {path} ({'EMA' if weights is state.get('state_dict_ema') else 'raw'} weights)"
+        + (f"; new classifier: {', '.join(reset)}" if reset else ""))
+
+
+def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """State-dict prefix of the classifier, found through timm's get_classifier()."""
+    get = getattr(model, "get_classifier", None)
+    head = get() if callable(get) else None
+    names = [name for name, m in model.named_modules() if head is not None and m is head and name]
+    return tuple(f"{n}." for n in names) or ("fc.", "classifier.", "head.")

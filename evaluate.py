@@ -1,0 +1,19 @@
+"""Evaluate: python evaluate.py run=outputs/<run> [which=best|last] | checkpoint=<file> [data_root=<dir>]."""
+
+import hydra
+
+from effconv import cli
+from effconv.config import register_configs
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg):
+    from effconv.engine.evaluation import evaluate_saved
+
+    return cli.guarded(evaluate_saved, cfg)["top1"]
+
+
+if __name__ == "__main__":
+    cli.main(main, "eval")

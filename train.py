@@ -1,0 +1,19 @@
+"""Train: python train.py [model=<name>] [data=<dataset>] [recipe=<recipe>] [key=value ...] [-m for sweeps]."""
+
+import hydra
+
+from effconv import cli
+from effconv.config import register_configs
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg):
+    from effconv.engine.loop import train
+
+    return cli.guarded(train, cfg)["top1"]
+
+
+if __name__ == "__main__":
+    cli.main(main, "config")
