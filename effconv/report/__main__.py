@@ -1,0 +1,88 @@
+"""Render paper tables, or a list of runs.
+
+    python -m effconv.report <paper>/<table> [...] [--static] [--runs DIR ...] [--out DIR]
+    python -m effconv.report --all --static --out docs/results      every table, static columns
+    python -m effconv.report outputs/<run> [...]                     a plain table of runs
+
+Params/MAdds are computed from the models (no training needed); accuracy comes from the results.json files
+of the table's runs under ``outputs/<paper>/<table>/`` (and ``--runs``). Markdown goes to stdout and, with the
+CSV and a top-1 vs MAdds plot, to ``--out`` (default ``outputs/reports``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from effconv.config import group_options
+from effconv.errors import UserError
+
+
+def _tables() -> list[str]:
+    return [e for e in group_options("experiment") if "table:" in (Path("conf/experiment") / f"{e}.yaml").read_text()]
+
+
+def render_experiment(name: str, static: bool, roots: list[Path], out: Path) -> str:
+    from effconv.report.collect import load_results
+    from effconv.report.render import build_table, plot, to_csv, to_markdown
+    from effconv.report.spec import load_spec
+
+    spec = load_spec(name)
+    results = [] if static else load_results([r / name for r in roots] + roots[1:])
+    table = build_table(spec, results, static)
+    markdown = to_markdown(table)
+    stem = out / name.replace("/", "_")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".md").write_text(markdown)
+    stem.with_suffix(".csv").write_text(to_csv(table))
+    if spec.plot and plot(table, stem.with_suffix(".png")):
+        markdown += f"\n![{spec.title}]({stem.with_suffix('.png').name})\n"
+        stem.with_suffix(".md").write_text(markdown)
+    return markdown
+
+
+def render_runs(paths: list[Path]) -> str:
+    from effconv.engine.results import format_table
+    from effconv.report.collect import load_results
+
+    results = load_results(paths)
+    if not results:
+        raise UserError(f"no results.json under {', '.join(map(str, paths))}")
+    header = ["run", "model", "data", "params (M)", "MAdds (M)", "top-1", "top-5", "epochs"]
+    rows = [[Path(r["_path"]).parent.name, r["model"], r["data"], f"{r['params_m']:.4f}", f"{r['madds_m']:.2f}",
+             f"{r['top1']:.2f}" if r.get("top1") is not None else "–",
+             f"{r['top5']:.2f}" if r.get("top5") is not None else "–", f"{r['epochs_done']}/{r['epochs']}"]
+            for r in results]
+    return format_table(rows, header)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m effconv.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("targets", nargs="*", help="<paper>/<table> experiment names, or run directories")
+    parser.add_argument("--static", action="store_true", help="params/MAdds only; read no runs")
+    parser.add_argument("--runs", nargs="*", type=Path, default=[], help="more directories to search for runs")
+    parser.add_argument("--output-root", type=Path, default=Path("outputs"), help="where train.py wrote runs")
+    parser.add_argument("--out", type=Path, default=Path("outputs/reports"), help="where .md/.csv/.png go")
+    parser.add_argument("--all", action="store_true", help="every experiment that has a table")
+    args = parser.parse_args(argv)
+    try:
+        targets = _tables() if args.all else args.targets
+        if not targets:
+            raise UserError("name a table (<paper>/<table>), a run directory, or pass --all; tables: "
+                            + ", ".join(_tables()))
+        run_dirs = [Path(t) for t in targets if Path(t).is_dir()]
+        if run_dirs:
+            print(render_runs(run_dirs))
+            return 0
+        for name in targets:
+            print(render_experiment(name, args.static, [args.output_root, *args.runs], args.out))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Table columns: how each is computed (statically from the model, or from runs) and printed.
+
+Static columns build the row's model from its composed config and need no training; run columns read
+results.json files. ``@register_column`` adds a kind (a paper issue may need latency or error columns).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from effconv import models
+from effconv.config import compose, to_plain
+from effconv.profile import Cost, count_cost
+from effconv.report.collect import mean_std, metric_of
+from effconv.report.spec import Row, TableSpec
+
+
+@dataclass
+class RowContext:
+    """One row: its composed config, and its model and cost built on first use."""
+
+    spec: TableSpec
+    row: Row
+
+    @functools.cached_property
+    def cfg(self) -> DictConfig:
+        return compose([f"+experiment={self.spec.experiment}", *self.row.overrides])
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        if self.row.input_size:
+            return tuple(self.row.input_size)
+        return (3, self.cfg.data.img_size, self.cfg.data.img_size)
+
+    def model(self):
+        model_cfg = {k: v for k, v in to_plain(self.cfg.model).items() if k != "init_from"}
+        return models.create(model_cfg, self.cfg.data.num_classes)
+
+    @functools.cached_property
+    def cost(self) -> Cost:
+        return _cached_cost(repr(sorted(to_plain(self.cfg.model).items())), self.cfg.data.num_classes,
+                            self.input_size, self.model)
+
+
+_COSTS: dict = {}
+
+
+def _cached_cost(model_key: str, num_classes: int, input_size, build) -> Cost:
+    key = (model_key, num_classes, input_size)
+    if key not in _COSTS:
+        _COSTS[key] = count_cost(build(), input_size)
+    return _COSTS[key]
+
+
+@dataclass
+class Column:
+    name: str
+    header: str
+    digits: int
+    static: Callable[[RowContext], float | None] | None = None  # value without training
+    from_run: Callable[[dict, str], float | None] | None = None  # value of one run (mean/std over seeds)
+    relative_delta: bool = False  # delta to the paper as a percentage (costs) or in points (accuracy)
+
+
+COLUMNS: dict[str, Column] = {}
+
+
+def register_column(column: Column) -> Column:
+    COLUMNS[column.name] = column
+    return column
+
+
+register_column(Column("params", "Params (M)", 4, static=lambda ctx: ctx.cost.params_m, relative_delta=True))
+register_column(Column("madds", "MAdds (M)", 2, static=lambda ctx: ctx.cost.madds_m, relative_delta=True))
+register_column(Column("top1", "Top-1 (%)", 2, from_run=lambda r, metric: metric_of(r, metric, "top1")))
+register_column(Column("top5", "Top-5 (%)", 2, from_run=lambda r, metric: metric_of(r, metric, "top5")))
+register_column(Column("error", "Top-1 error (%)", 2, from_run=lambda r, metric: (
+    None if metric_of(r, metric, "top1") is None else 100.0 - metric_of(r, metric, "top1"))))
+
+
+@dataclass
+class Cell:
+    ours: float | None
+    std: float | None
+    n: int
+    paper: float | None
+
+    def delta(self, relative: bool) -> float | None:
+        if self.ours is None or self.paper is None:
+            return None
+        if relative:
+            return 100.0 * (self.ours - self.paper) / self.paper if self.paper else None
+        return self.ours - self.paper
+
+
+def cell(column: Column, ctx: RowContext, runs: list[dict], metric: str) -> Cell:
+    paper = ctx.row.paper.get(column.name)
+    if column.static is not None:
+        return Cell(column.static(ctx), None, 0, paper)
+    mean, std, n = mean_std([column.from_run(r, metric) for r in runs])
+    return Cell(mean, std, n, paper)

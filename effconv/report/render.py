@@ -1,0 +1,162 @@
+"""A paper table with our numbers beside the paper's: Markdown, CSV and a top-1 vs MAdds plot."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from effconv.errors import UserError
+from effconv.report.collect import runs_of
+from effconv.report.columns import COLUMNS, Cell, RowContext, cell
+from effconv.report.spec import TableSpec
+from effconv.report.summaries import SUMMARIES
+
+
+@dataclass
+class Table:
+    spec: TableSpec
+    static_only: bool
+    cells: dict[str, dict[str, Cell]] = field(default_factory=dict)  # row name -> column -> cell
+    runs: dict[str, int] = field(default_factory=dict)  # row name -> runs found
+
+    @property
+    def columns(self):
+        return [COLUMNS[c] for c in self.spec.columns]
+
+
+def build_table(spec: TableSpec, results: list[dict], static_only: bool) -> Table:
+    unknown = [c for c in spec.columns if c not in COLUMNS]
+    if unknown:
+        raise UserError(f"table {spec.experiment}: unknown columns {unknown}; known: {sorted(COLUMNS)}")
+    table = Table(spec, static_only)
+    for row in spec.rows:
+        ctx = RowContext(spec, row)
+        runs = [] if static_only else runs_of(row, spec, results)
+        table.runs[row.name] = len(runs)
+        table.cells[row.name] = {c.name: cell(c, ctx, runs, spec.metric) for c in table.columns}
+    return table
+
+
+def _num(value, digits):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _ours(c: Cell, digits: int) -> str:
+    if c.ours is None:
+        return "–"
+    text = f"{c.ours:.{digits}f}"
+    if c.std is not None:
+        text += f" ± {c.std:.{digits}f}"
+    return text + (f" (n={c.n})" if c.n > 1 else "")
+
+
+def _delta(c: Cell, column, tolerance: float | None) -> str:
+    d = c.delta(column.relative_delta)
+    if d is None:
+        return ""
+    text = f"{d:+.2f}%" if column.relative_delta else f"{d:+.2f}"
+    if tolerance is not None and column.relative_delta:
+        text += " ✓" if abs(d) <= 100 * tolerance else " ✗"
+    return text
+
+
+def _relative(table: Table, row) -> str:
+    if not row.relative_to:
+        return ""
+    parts = []
+    for name in ("params", "madds"):
+        if name in table.cells[row.name]:
+            ours, ref = table.cells[row.name][name].ours, table.cells[row.relative_to][name].ours
+            if ours is not None and ref:
+                parts.append(f"{name} {100 * (ours - ref) / ref:+.2f}%")
+    return ", ".join(parts)
+
+
+def header(table: Table) -> list[str]:
+    cols = ["Row"]
+    for c in table.columns:
+        cols += [f"{c.header} ours", "paper", "Δ"]
+    if any(r.relative_to for r in table.spec.rows):
+        cols.append("vs reference")
+    return cols
+
+
+def body(table: Table) -> list[list[str]]:
+    lines = []
+    with_relative = any(r.relative_to for r in table.spec.rows)
+    for row in table.spec.rows:
+        line = [row.name]
+        for c in table.columns:
+            x = table.cells[row.name][c.name]
+            line += [_ours(x, c.digits), _num(x.paper, c.digits), _delta(x, c, table.spec.tolerances.get(c.name))]
+        if with_relative:
+            line.append(f"{_relative(table, row)} vs {row.relative_to}" if row.relative_to else "")
+        lines.append(line)
+    return lines
+
+
+def to_markdown(table: Table) -> str:
+    spec = table.spec
+    out = [f"### {spec.title}", "", f"`{spec.experiment}`: " + (
+        "static columns only (no runs read)." if table.static_only else
+        f"accuracy is the {spec.metric} epoch of each run, mean ± std over seeds; runs found: "
+        f"{sum(table.runs.values())}."), ""]
+    cols = header(table)
+    out.append("| " + " | ".join(cols) + " |")
+    out.append("|" + "|".join("---" for _ in cols) + "|")
+    out += ["| " + " | ".join(line) + " |" for line in body(table)]
+    notes = list(spec.notes) + [SUMMARIES[name](table) for name in spec.summaries]
+    notes += [f"{row.name}: {row.note}" for row in spec.rows if row.note]
+    if notes:
+        out += [""] + [f"- {n}" for n in notes]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    names = [c.name for c in table.columns]
+    writer.writerow(["row", "runs"] + [f"{n}_{k}" for n in names for k in ("ours", "std", "paper")])
+    for row in table.spec.rows:
+        cells = table.cells[row.name]
+        writer.writerow([row.name, table.runs[row.name]] + [v for n in names
+                                                            for v in (cells[n].ours, cells[n].std, cells[n].paper)])
+    return buffer.getvalue()
+
+
+def plot(table: Table, path: Path) -> bool:
+    """Top-1 (or error) vs MAdds: our runs filled, the paper's numbers hollow. False if nothing to plot."""
+    acc = next((c for c in ("top1", "error") if c in table.spec.columns), None)
+    if acc is None or "madds" not in table.spec.columns:
+        return False
+    points = [(r.name, table.cells[r.name]["madds"], table.cells[r.name][acc]) for r in table.spec.rows]
+    if not any(a.ours is not None or a.paper is not None for _, _, a in points):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, madds, a in points:
+        if madds.ours is None:
+            continue
+        if a.ours is not None:
+            ax.errorbar(madds.ours, a.ours, yerr=a.std or 0, fmt="o", color="C0", capsize=3)
+            ax.annotate(name, (madds.ours, a.ours), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        if a.paper is not None:
+            ax.plot(madds.paper if madds.paper is not None else madds.ours, a.paper, "o", mfc="none", color="C1")
+    ax.plot([], [], "o", color="C0", label="ours")
+    ax.plot([], [], "o", mfc="none", color="C1", label="paper")
+    ax.set_xlabel("MAdds (M)")
+    ax.set_ylabel(COLUMNS[acc].header)
+    ax.set_title(table.spec.title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
