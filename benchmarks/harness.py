@@ -1,0 +1,87 @@
+"""Timing that survives a noisy 2-core VM: interleaved rounds, median, ratios measured in one process.
+
+``compare`` times every candidate round-robin (so drift and neighbours hit all alike); each sample repeats
+the call until it lasts at least ``min_time_s``; the figure is the median over ``rounds`` samples. A ratio is
+always ours / reference from the same ``compare`` call (performance-notes §6.0).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+
+@dataclass
+class Row:
+    group: str  # e.g. "operators / DimConv"
+    name: str  # what was timed
+    value: float  # the headline figure (ms, img/s, ratio...)
+    unit: str
+    reference: str | None = None  # the row's reference, when value is compared with one
+    ratio: float | None = None  # ours / reference (time) or reference / ours, as `ratio_meaning` says
+    ratio_meaning: str = ""
+    target: str = ""  # e.g. "<= 4x"
+    met: bool | None = None
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Context:
+    device: torch.device
+    quick: bool  # fewer rounds and shorter samples (smoke runs)
+    rounds: int = 5
+    min_time_s: float = 0.15
+
+    def __post_init__(self):
+        if self.quick:
+            self.rounds, self.min_time_s = 2, 0.02
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _sample(fn: Callable[[], object], device, min_time_s: float) -> float:
+    n, start = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        sync(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time_s:
+            return elapsed / n
+
+
+def compare(candidates: dict[str, Callable[[], object]], ctx: Context, warmup: int = 2) -> dict[str, float]:
+    """Median seconds per call of each candidate, timed round-robin."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+        sync(ctx.device)
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(ctx.rounds):
+        for name, fn in candidates.items():
+            samples[name].append(_sample(fn, ctx.device, ctx.min_time_s))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def forward_backward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """One training-style call: forward, backward of a fixed upstream gradient of ones."""
+    x = x.detach().requires_grad_(x.is_floating_point())
+
+    def fn():
+        out = module(x)
+        out.backward(torch.ones_like(out))
+        module.zero_grad(set_to_none=True)
+        x.grad = None
+
+    return fn
