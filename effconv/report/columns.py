@@ -103,3 +103,18 @@ def cell(column: Column, ctx: RowContext, runs: list[dict], metric: str) -> Cell
         return Cell(column.static(ctx), None, 0, paper)
     mean, std, n = mean_std([column.from_run(r, metric) for r in runs])
     return Cell(mean, std, n, paper)
+
+
+def _load_extensions() -> None:
+    """Paper-specific columns and summaries live in effconv/report/columns_<paper>.py, imported here."""
+    import importlib
+    import pkgutil
+
+    import effconv.report as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name.startswith("columns_"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+_load_extensions()
