@@ -15,13 +15,25 @@ from omegaconf import OmegaConf
 
 from effconv.errors import UserError, close_matches
 
-_HYDRA_INFO_FLAGS = {"-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
-                     "--version"}
+_HYDRA_INFO_FLAGS = {
+    "-h",
+    "--help",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "--cfg",
+    "-c",
+    "--shell-completion",
+    "-sc",
+    "--version",
+}
 
 
 def _one_line(error: Exception, overrides: list[str], config_name: str) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    lines = [line for line in lines if "HYDRA_FULL_ERROR" not in line and not line.startswith(("full_key", "object_type"))]
+    lines = [
+        line for line in lines if "HYDRA_FULL_ERROR" not in line and not line.startswith(("full_key", "object_type"))
+    ]
     message = " ".join(lines) or type(error).__name__
     for line in overrides:
         key = line.partition("=")[0].lstrip("+~")
@@ -63,8 +75,9 @@ def preflight(argv: list[str], config_name: str) -> None:
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         if "Missing mandatory value" in str(e):  # also when met while resolving an interpolation
             key = str(e).rsplit("Missing mandatory value:", 1)[-1].split()[0]
-            raise UserError(f"no value for {key}: set {key}=<value> (model=timm needs model.name=<timm model>)"
-                            ) from None
+            raise UserError(
+                f"no value for {key}: set {key}=<value> (model=timm needs model.name=<timm model>)"
+            ) from None
         raise UserError(_one_line(e, overrides, config_name)) from None
 
 
@@ -83,6 +96,9 @@ def guarded(fn: Callable, *args):
 
 
 def main(hydra_main: Callable, config_name: str) -> None:
+    from effconv.config import quote_path_overrides
+
+    sys.argv[1:] = quote_path_overrides(sys.argv[1:])
     try:
         preflight(sys.argv[1:], config_name)
     except UserError as e:

@@ -8,6 +8,7 @@ chosen network, which differ per network, so they are checked when the model is 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,11 +130,18 @@ class EvalConfig:
     output: Optional[str] = None  # where eval.json goes; None = the run dir (or beside the checkpoint)
 
 
+MAX_SUFFIX = 120  # file names are limited to 255 bytes; model-data-recipe and a hash fit in the rest
+
+
 def _run_suffix(override_dirname: str) -> str:
-    """'' or '__' + the overrides, made safe as one path component."""
+    """'' or '__' + the overrides, made safe as one path component; long ones keep a stable hash."""
     if not override_dirname:
         return ""
-    return "__" + re.sub(r"[/\\\s]+", "_", override_dirname)
+    suffix = re.sub(r"[/\\\s]+", "_", override_dirname)
+    if len(suffix) > MAX_SUFFIX:
+        digest = hashlib.sha1(suffix.encode()).hexdigest()[:10]
+        suffix = f"{suffix[: MAX_SUFFIX - 12]}~{digest}"
+    return "__" + suffix
 
 
 def _experiment_prefix(experiment: Optional[str]) -> str:
@@ -172,6 +180,33 @@ def check_group_choices(overrides: list[str]) -> None:
                 raise unknown_choice(group, choice, options, f"; see conf/{group}/")
 
 
+# keys whose values are paths: quoted for Hydra's override grammar, which takes ',' as a sweep list and
+# refuses '=' or brackets in unquoted values (run directory names contain both)
+PATH_KEYS = (
+    "run",
+    "checkpoint",
+    "output",
+    "data_root",
+    "resume",
+    "model.init_from",
+    "data.root",
+    "data.cache_dir",
+    "output_root",
+)
+_HYDRA_UNQUOTED = re.compile(r"^[\w/\\\-+.$%*@?|:~]*$")
+
+
+def quote_path_overrides(overrides: list[str]) -> list[str]:
+    """``run=outputs/a__x=1,y=2`` -> ``run='outputs/a__x=1,y=2'`` (already quoted values are left alone)."""
+    quoted = []
+    for line in overrides:
+        key, sep, value = line.partition("=")
+        if sep and key.lstrip("+~") in PATH_KEYS and value[:1] not in "'\"" and not _HYDRA_UNQUOTED.match(value):
+            line = f"{key}='" + value.replace("'", "\\'") + "'"  # Hydra: only quotes need escaping
+        quoted.append(line)
+    return quoted
+
+
 def compose(overrides: list[str] = (), config_name: str = "config") -> DictConfig:
     """Compose a config exactly as ``train.py`` would, for tests, the report and tools.
 
@@ -184,13 +219,16 @@ def compose(overrides: list[str] = (), config_name: str = "config") -> DictConfi
     from hydra.core.hydra_config import HydraConfig
 
     register_configs()
-    check_group_choices(list(overrides))
+    overrides = quote_path_overrides(list(overrides))
+    check_group_choices(overrides)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations resolve through it
     with open_dict(cfg):
         del cfg["hydra"]
+        if "run_name" in cfg:  # fix it now: a later compose replaces the global HydraConfig
+            cfg.run_name = cfg.run_name
     return cfg
 
 
@@ -206,14 +244,18 @@ def validate(cfg: DictConfig) -> None:
         (0 <= r.label_smoothing < 1, f"recipe.label_smoothing must be in [0, 1) (got {r.label_smoothing})"),
         (0 < r.ema_decay < 1, f"recipe.ema_decay must be in (0, 1) (got {r.ema_decay})"),
         (r.warmup_epochs >= 0, f"recipe.warmup_epochs must be >= 0 (got {r.warmup_epochs})"),
-        (r.warmup_epochs < r.epochs or r.warmup_epochs == 0,
-         f"recipe.warmup_epochs ({r.warmup_epochs}) must be shorter than recipe.epochs ({r.epochs})"),
+        (
+            r.warmup_epochs < r.epochs or r.warmup_epochs == 0,
+            f"recipe.warmup_epochs ({r.warmup_epochs}) must be shorter than recipe.epochs ({r.epochs})",
+        ),
         (cfg.data.num_classes >= 1, f"data.num_classes must be >= 1 (got {cfg.data.num_classes})"),
         (cfg.data.img_size >= 1, f"data.img_size must be >= 1 (got {cfg.data.img_size})"),
         (cfg.amp in ("auto", "none", "bf16", "fp16"), f"amp must be auto, none, bf16 or fp16 (got {cfg.amp})"),
         (cfg.eval_every >= 1, f"eval_every must be >= 1 (got {cfg.eval_every})"),
-        (cfg.resume in ("auto", "never") or Path(cfg.resume).is_file(),
-         f"resume must be auto, never or an existing checkpoint file (got {cfg.resume})"),
+        (
+            cfg.resume in ("auto", "never") or Path(cfg.resume).is_file(),
+            f"resume must be auto, never or an existing checkpoint file (got {cfg.resume})",
+        ),
     ]
     for ok, message in checks:
         if not ok:

@@ -33,8 +33,9 @@ def close_matches(name: str, choices: Iterable[str], n: int = 3) -> str:
     return f" (did you mean {', '.join(found)}?)" if found else ""
 
 
-def unknown_choice(kind: str, name: str, choices: Iterable[str], hint: str = "",
-                   listed: Iterable[str] | None = None) -> UserError:
+def unknown_choice(
+    kind: str, name: str, choices: Iterable[str], hint: str = "", listed: Iterable[str] | None = None
+) -> UserError:
     """'unknown <kind> <name> (did you mean ...?); available: ...' with ``listed`` (default: all choices)."""
     choices = sorted(choices)
     listed = sorted(listed) if listed is not None else choices

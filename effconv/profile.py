@@ -61,8 +61,9 @@ class Cost:
         return sum(v for k, v in self.by_module.items() if k == prefix or k.startswith(prefix + "."))
 
 
-def count_cost(model: nn.Module, input_size=(3, 224, 224), batch_size: int = 1,
-               device: torch.device | str = "cpu") -> Cost:
+def count_cost(
+    model: nn.Module, input_size=(3, 224, 224), batch_size: int = 1, device: torch.device | str = "cpu"
+) -> Cost:
     """Params and MAdds per image of ``model`` at ``input_size`` (C, H, W); the model is left unchanged."""
     counts: dict[str, int] = defaultdict(int)
     handles = []
@@ -107,18 +108,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_throughput(model: nn.Module, input_size=(3, 224, 224), batch_size: int = 64,
-                       device: torch.device | str = "cpu", channels_last: bool = True, warmup: int = 3,
-                       min_time_s: float = 1.0, repeats: int = 5, amp_dtype: torch.dtype | None = None
-                       ) -> Throughput:
+def measure_throughput(
+    model: nn.Module,
+    input_size=(3, 224, 224),
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    channels_last: bool = True,
+    warmup: int = 3,
+    min_time_s: float = 1.0,
+    repeats: int = 5,
+    amp_dtype: torch.dtype | None = None,
+) -> Throughput:
     """Inference images/s: median of ``repeats`` timed windows of at least ``min_time_s`` each."""
     device = torch.device(device)
     model = model.eval().to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     x = torch.randn(batch_size, *input_size, device=device).contiguous(memory_format=memory_format)
-    autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
-                else contextlib.nullcontext())
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
     with torch.inference_mode(), autocast:
         for _ in range(warmup):
             model(x)

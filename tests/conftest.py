@@ -25,15 +25,22 @@ def compose(*overrides: str):
 
 def quick_overrides(tmp_path: Path, *extra: str) -> list[str]:
     """A short CPU run into tmp_path: two tiny epochs, no progress bar, no mid-epoch checkpoint timer."""
-    return [f"output_root={tmp_path}", "progress=false", "checkpoint_interval_s=0", "recipe.epochs=2",
-            "recipe.warmup_epochs=0", *extra]
+    return [
+        f"output_root={tmp_path}",
+        "progress=false",
+        "checkpoint_interval_s=0",
+        "recipe.epochs=2",
+        "recipe.warmup_epochs=0",
+        *extra,
+    ]
 
 
 def run_cli(*args: str, cwd: Path = REPO, timeout: float = 600, env: dict | None = None):
     """Run an entry point (train.py, evaluate.py, -m effconv.report) in a subprocess, as a user would."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=full_env)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
 
 
 @pytest.fixture

@@ -35,8 +35,10 @@ def save_atomic(state: dict, path: Path, keep_previous: bool = False) -> None:
             os.fsync(f.fileno())
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise UserError(f"could not write checkpoint {path}: {e.strerror or e}; the previous checkpoint is intact "
-                        "(free disk space, then run the same command to resume)") from None
+        raise UserError(
+            f"could not write checkpoint {path}: {e.strerror or e}; the previous checkpoint is intact "
+            "(free disk space, then run the same command to resume)"
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -129,14 +131,18 @@ def init_weights_from(model: nn.Module, source: str | Path, use_ema: bool = True
     missing = [k for k in own if k not in weights and not k.startswith(classifier)]
     if foreign or missing or not any(k in own for k in weights):
         arch = state.get("arch", "another model")
-        raise UserError(f"model.init_from={source}: its weights ({arch}) do not fit this model "
-                        f"({len(foreign)} shape mismatches, {len(missing)} missing tensors); "
-                        "init_from needs the same architecture and knobs")
+        raise UserError(
+            f"model.init_from={source}: its weights ({arch}) do not fit this model "
+            f"({len(foreign)} shape mismatches, {len(missing)} missing tensors); "
+            "init_from needs the same architecture and knobs"
+        )
     kept = {k: v for k, v in weights.items() if k in own and k not in mismatched}
     model.load_state_dict(kept, strict=False)
     reset = sorted({k.rsplit(".", 1)[0] for k in mismatched})
-    log(f"initialised from {path} ({'EMA' if weights is state.get('state_dict_ema') else 'raw'} weights)"
-        + (f"; new classifier: {', '.join(reset)}" if reset else ""))
+    log(
+        f"initialised from {path} ({'EMA' if weights is state.get('state_dict_ema') else 'raw'} weights)"
+        + (f"; new classifier: {', '.join(reset)}" if reset else "")
+    )
 
 
 def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:

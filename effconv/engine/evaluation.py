@@ -24,12 +24,14 @@ def evaluate(model: nn.Module, loader, runtime: Runtime, limit_batches: int | No
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices
         hits = top.eq(labels[:, None])
-        sums += torch.stack([
-            F.cross_entropy(logits, labels, reduction="sum").double(),
-            hits[:, :1].sum().double(),
-            hits.sum().double(),
-            torch.tensor(float(len(labels)), dtype=torch.float64, device=runtime.device),
-        ])
+        sums += torch.stack(
+            [
+                F.cross_entropy(logits, labels, reduction="sum").double(),
+                hits[:, :1].sum().double(),
+                hits.sum().double(),
+                torch.tensor(float(len(labels)), dtype=torch.float64, device=runtime.device),
+            ]
+        )
     model.train(was_training)
     loss, top1, top5, count = all_reduce_sum(sums, runtime).tolist()
     count = max(count, 1.0)
@@ -70,30 +72,62 @@ def evaluate_saved(eval_cfg) -> dict:
         raise UserError(f"checkpoint {path} holds no config; evaluate checkpoints written by train.py")
     if eval_cfg.data_root is not None:
         run_cfg.data.root = eval_cfg.data_root
-    rt = setup(eval_cfg.device, run_cfg.get("amp", "none"), run_cfg.get("seed", 0), False,
-               run_cfg.get("channels_last", True))
+    rt = setup(
+        eval_cfg.device, run_cfg.get("amp", "none"), run_cfg.get("seed", 0), False, run_cfg.get("channels_last", True)
+    )
     model_cfg = {k: v for k, v in OmegaConf.to_container(run_cfg.model).items() if k != "init_from"}
     model = models.create(model_cfg, run_cfg.data.num_classes)
     input_size = (3, run_cfg.data.img_size, run_cfg.data.img_size)
     cost = count_cost(model, input_size)
     model.load_state_dict(state["state_dict"])
     model.to(rt.device, memory_format=rt.memory_format)
-    loaders = data_lib.build(run_cfg.data, eval_cfg.batch_size, eval_cfg.batch_size, rt.device,
-                             run_cfg.get("seed", 0), memory_format=rt.memory_format)
+    loaders = data_lib.build(
+        run_cfg.data,
+        eval_cfg.batch_size,
+        eval_cfg.batch_size,
+        rt.device,
+        run_cfg.get("seed", 0),
+        memory_format=rt.memory_format,
+    )
     raw = evaluate(model, loaders.eval, rt, eval_cfg.limit_eval_batches)
-    result = {"checkpoint": str(path), "epoch": state.get("epoch"), "model": run_cfg.model.name,
-              "data": run_cfg.data.name, "top1": raw["top1"], "top5": raw["top5"], "loss": raw["loss"],
-              "raw_top1": raw["top1"], "raw_top5": raw["top5"]}
+    result = {
+        "checkpoint": str(path),
+        "epoch": state.get("epoch"),
+        "model": run_cfg.model.name,
+        "data": run_cfg.data.name,
+        "top1": raw["top1"],
+        "top5": raw["top5"],
+        "loss": raw["loss"],
+        "raw_top1": raw["top1"],
+        "raw_top5": raw["top5"],
+    }
     if state.get("state_dict_ema"):
         model.load_state_dict(state["state_dict_ema"])
         ema = evaluate(model, loaders.eval, rt, eval_cfg.limit_eval_batches)
         result.update(top1=ema["top1"], top5=ema["top5"], ema_top1=ema["top1"], ema_top5=ema["top5"])
-    result.update(params=cost.params, madds=cost.madds, params_m=round(cost.params_m, 6),
-                  madds_m=round(cost.madds_m, 4), input_size=list(input_size))
+    result.update(
+        params=cost.params,
+        madds=cost.madds,
+        params_m=round(cost.params_m, 6),
+        madds_m=round(cost.madds_m, 4),
+        input_size=list(input_size),
+    )
     result["images_per_s"] = {
-        str(b): round(measure_throughput(model, input_size, b, rt.device, run_cfg.get("channels_last", True),
-                                         min_time_s=0.3, repeats=3, amp_dtype=rt.amp_dtype).images_per_s, 1)
-        for b in eval_cfg.throughput_batches}
+        str(b): round(
+            measure_throughput(
+                model,
+                input_size,
+                b,
+                rt.device,
+                run_cfg.get("channels_last", True),
+                min_time_s=0.3,
+                repeats=3,
+                amp_dtype=rt.amp_dtype,
+            ).images_per_s,
+            1,
+        )
+        for b in eval_cfg.throughput_batches
+    }
     result["device"] = str(rt.device)
     out = Path(eval_cfg.output) if eval_cfg.output else (run_dir if eval_cfg.run else path.parent) / "eval.json"
     write_json_atomic(out, result)

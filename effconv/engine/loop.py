@@ -111,8 +111,15 @@ class Trainer:
         self.ema = ModelEmaV3(model, decay=recipe.ema_decay, use_warmup=recipe.ema_warmup) if recipe.ema else None
 
         self.loaders = data_lib.build(
-            cfg.data, recipe.batch_size, recipe.eval_batch_size or 2 * recipe.batch_size, rt.device, cfg.seed,
-            rt.rank, rt.world_size, rt.memory_format)
+            cfg.data,
+            recipe.batch_size,
+            recipe.eval_batch_size or 2 * recipe.batch_size,
+            rt.device,
+            cfg.seed,
+            rt.rank,
+            rt.world_size,
+            rt.memory_format,
+        )
         self.batches_per_epoch = min(len(self.loaders.train), cfg.limit_train_batches or len(self.loaders.train))
         self.updates_per_epoch = math.ceil(self.batches_per_epoch / recipe.accum_steps)
         self.lr = scale_lr(recipe, rt.world_size)
@@ -173,8 +180,10 @@ class Trainer:
                 self.ema.module.load_state_dict(state["state_dict_ema"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError) as e:
-            raise UserError(f"checkpoint {path} does not fit this model/optimizer ({str(e).splitlines()[0]}); "
-                            "use resume=never or another run_name") from None
+            raise UserError(
+                f"checkpoint {path} does not fit this model/optimizer ({str(e).splitlines()[0]}); "
+                "use resume=never or another run_name"
+            ) from None
         if self.scaler and state.get("amp_scaler"):
             self.scaler.load_state_dict(state["amp_scaler"])
         self.progress = Progress(**state["progress"])
@@ -182,28 +191,39 @@ class Trainer:
             self.log("world size changed mid-epoch: the interrupted epoch restarts from its first batch")
             self.progress.batch, self.progress.loss_sum, self.progress.seen = 0, 0.0, 0
         ckpt.set_rng_state(state["rng"])
-        self.log(f"resumed from {path}: epoch {self.progress.epoch + 1}, batch {self.progress.batch}, "
-                 f"update {self.progress.global_step}")
-        self.files.event("resume", checkpoint=str(path), **{k: getattr(self.progress, k)
-                                                             for k in ("epoch", "batch", "global_step")})
+        self.log(
+            f"resumed from {path}: epoch {self.progress.epoch + 1}, batch {self.progress.batch}, "
+            f"update {self.progress.global_step}"
+        )
+        self.files.event(
+            "resume", checkpoint=str(path), **{k: getattr(self.progress, k) for k in ("epoch", "batch", "global_step")}
+        )
 
     def _check_compatible(self, path, state: dict) -> None:
         old = state.get("config", {})
         if old.get("model", {}).get("name") not in (None, self.cfg.model.name):
-            raise UserError(f"checkpoint {path} is of model {old['model']['name']}, not {self.cfg.model.name}; "
-                            "use resume=never or another run_name")
+            raise UserError(
+                f"checkpoint {path} is of model {old['model']['name']}, not {self.cfg.model.name}; "
+                "use resume=never or another run_name"
+            )
         if self.cfg.allow_resume_change:
             return
         old_recipe = old.get("recipe", {})
-        old_batch = (old_recipe.get("batch_size", 0) * old_recipe.get("accum_steps", 1)
-                     * state.get("world_size", 1))
-        changes = [("recipe.epochs", old_recipe.get("epochs"), self.recipe.epochs),
-                   ("effective batch (recipe.batch_size x recipe.accum_steps x processes)", old_batch,
-                    self.lr.effective_batch)]
+        old_batch = old_recipe.get("batch_size", 0) * old_recipe.get("accum_steps", 1) * state.get("world_size", 1)
+        changes = [
+            ("recipe.epochs", old_recipe.get("epochs"), self.recipe.epochs),
+            (
+                "effective batch (recipe.batch_size x recipe.accum_steps x processes)",
+                old_batch,
+                self.lr.effective_batch,
+            ),
+        ]
         for key, before, now in changes:
             if before is not None and before != now:
-                raise UserError(f"checkpoint {path} was trained with {key}={before}, this run asks for {now}: "
-                                "pass allow_resume_change=true to continue with the new value, or set run_name")
+                raise UserError(
+                    f"checkpoint {path} was trained with {key}={before}, this run asks for {now}: "
+                    "pass allow_resume_change=true to continue with the new value, or set run_name"
+                )
 
     # ---------------------------------------------------------------------------------------------- training
     def run(self) -> dict:
@@ -215,14 +235,25 @@ class Trainer:
         self.files.start_summary(p.epoch)
         self.sinks = Sinks(cfg.logger, self.files.dir, to_plain(cfg), self.rt.is_primary)
         self.log(f"run dir {self.files.dir}")
-        self.log(f"{cfg.model.name}: {self.cost.params_m:.4f} M params, {self.cost.madds_m:.2f} M MAdds at "
-                 f"{self.input_size[1]}x{self.input_size[2]}; {self.lr.note}")
+        self.log(
+            f"{cfg.model.name}: {self.cost.params_m:.4f} M params, {self.cost.madds_m:.2f} M MAdds at "
+            f"{self.input_size[1]}x{self.input_size[2]}; {self.lr.note}"
+        )
         if recipe.accum_steps > 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
-            self.log(f"note: BatchNorm statistics see micro-batches of {recipe.batch_size}, not the effective "
-                     f"batch of {self.lr.effective_batch}")
-        self.files.event("start", model=cfg.model.name, params=self.cost.params, madds=self.cost.madds,
-                         lr=self.lr.lr, effective_batch=self.lr.effective_batch, world_size=self.rt.world_size,
-                         resumed_at=asdict(p) if p.global_step else None)
+            self.log(
+                f"note: BatchNorm statistics see micro-batches of {recipe.batch_size}, not the effective "
+                f"batch of {self.lr.effective_batch}"
+            )
+        self.files.event(
+            "start",
+            model=cfg.model.name,
+            params=self.cost.params,
+            madds=self.cost.madds,
+            lr=self.lr.lr,
+            effective_batch=self.lr.effective_batch,
+            world_size=self.rt.world_size,
+            resumed_at=asdict(p) if p.global_step else None,
+        )
         self._sync_schedule()
         with StopSignal() as self.stop:
             for epoch in range(p.epoch, recipe.epochs):
@@ -251,7 +282,7 @@ class Trainer:
         self.scheduler.step(epoch + 1)
 
     def train_epoch(self, epoch: int) -> dict:
-        cfg, recipe, rt, p = self.cfg, self.recipe, self.rt, self.progress
+        recipe, rt, p = self.recipe, self.rt, self.progress
         self.model.train()
         accum, n = recipe.accum_steps, self.batches_per_epoch
         loss_sum = torch.tensor(p.loss_sum, dtype=torch.float64, device=rt.device)
@@ -285,8 +316,11 @@ class Trainer:
                 if bar is not None:
                     bar.update(window)
                     if p.global_step % 10 == 0 or b + 1 == n:
-                        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{current_lr(self.optimizer):.4g}",
-                                        img_s=f"{p.train_images / max(p.train_time_s, 1e-9):.0f}")
+                        bar.set_postfix(
+                            loss=f"{loss.item():.3f}",
+                            lr=f"{current_lr(self.optimizer):.4g}",
+                            img_s=f"{p.train_images / max(p.train_time_s, 1e-9):.0f}",
+                        )
                 self._maybe_checkpoint(pending, epoch)
         if bar is not None:
             bar.close()
@@ -322,7 +356,8 @@ class Trainer:
             self.files.event("nonfinite_loss", epoch=epoch, batch=b, step=step)
             raise NonFiniteLossError(
                 f"loss became {losses[~finite][0].item()} at step {step} (epoch {epoch + 1}, batch {b}); "
-                f"the last good checkpoint is kept in {self.files.checkpoints}: lower recipe.lr or check the data")
+                f"the last good checkpoint is kept in {self.files.checkpoints}: lower recipe.lr or check the data"
+            )
         pending.clear()
 
     def _maybe_checkpoint(self, pending: list, epoch: int) -> None:
@@ -333,18 +368,30 @@ class Trainer:
         self._check_finite(pending, epoch)
         self.save()
         if self.stop.received:
-            self.files.event("interrupted", signal=self.stop.received, **{k: getattr(self.progress, k) for k in
-                                                                          ("epoch", "batch", "global_step")})
-            raise Interrupted(f"{self.stop.received}: checkpoint written at epoch {epoch + 1}, batch "
-                              f"{self.progress.batch}; run the same command to resume")
+            self.files.event(
+                "interrupted",
+                signal=self.stop.received,
+                **{k: getattr(self.progress, k) for k in ("epoch", "batch", "global_step")},
+            )
+            raise Interrupted(
+                f"{self.stop.received}: checkpoint written at epoch {epoch + 1}, batch "
+                f"{self.progress.batch}; run the same command to resume"
+            )
 
     def _progress_bar(self, epoch: int, total: int, initial: int):
         if not (self.cfg.progress and self.rt.is_primary):
             return None
         from tqdm import tqdm
 
-        return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{self.recipe.epochs}", leave=False,
-                    dynamic_ncols=True, mininterval=1.0, disable=None)
+        return tqdm(
+            total=total,
+            initial=initial,
+            desc=f"epoch {epoch + 1}/{self.recipe.epochs}",
+            leave=False,
+            dynamic_ncols=True,
+            mininterval=1.0,
+            disable=None,
+        )
 
     # ------------------------------------------------------------------------------------------- evaluation
     def end_epoch(self, epoch: int, train_stats: dict) -> None:
@@ -362,8 +409,9 @@ class Trainer:
             p.last.update(ema_top1=ema["top1"], ema_top5=ema["top5"], ema_loss=ema["loss"])
         for prefix, metrics in (("raw", raw), ("ema", ema)):
             if metrics and metrics["top1"] > p.best.get(f"{prefix}_top1", -1.0):
-                p.best.update({f"{prefix}_top1": metrics["top1"], f"{prefix}_top5": metrics["top5"],
-                               f"{prefix}_epoch": epoch + 1})
+                p.best.update(
+                    {f"{prefix}_top1": metrics["top1"], f"{prefix}_top5": metrics["top5"], f"{prefix}_epoch": epoch + 1}
+                )
         if improved:
             p.best.update(top1=primary, top5=(ema or raw)["top5"], epoch=epoch + 1)
         lr = current_lr(self.optimizer)
@@ -372,14 +420,25 @@ class Trainer:
             evaluation.update(ema_loss=ema["loss"], ema_top1=ema["top1"], ema_top5=ema["top5"])
         self.files.summary_row(epoch + 1, {"loss": train_stats["loss"]}, evaluation, lr)
         epoch_time = p.train_time_s / (epoch + 1)
-        self.files.event("epoch", epoch=epoch + 1, global_step=p.global_step, lr=lr, train_loss=train_stats["loss"],
-                         **{f"eval_{k}": v for k, v in evaluation.items()},
-                         train_images_per_s=p.train_images / max(p.train_time_s, 1e-9))
-        self.sinks.log({"train/loss": train_stats["loss"], "lr": lr, **{f"val/{k}": v for k, v in evaluation.items()}},
-                       step=p.global_step)
-        self.log(f"epoch {epoch + 1}/{self.recipe.epochs}: train loss {train_stats['loss']:.4f}  top-1 "
-                 f"{raw['top1']:.2f}  top-5 {raw['top5']:.2f}" + (f"  EMA top-1 {ema['top1']:.2f}" if ema else "")
-                 + f"  lr {lr:.4g}  ({epoch_time:.1f} s/epoch avg)")
+        self.files.event(
+            "epoch",
+            epoch=epoch + 1,
+            global_step=p.global_step,
+            lr=lr,
+            train_loss=train_stats["loss"],
+            **{f"eval_{k}": v for k, v in evaluation.items()},
+            train_images_per_s=p.train_images / max(p.train_time_s, 1e-9),
+        )
+        self.sinks.log(
+            {"train/loss": train_stats["loss"], "lr": lr, **{f"val/{k}": v for k, v in evaluation.items()}},
+            step=p.global_step,
+        )
+        self.log(
+            f"epoch {epoch + 1}/{self.recipe.epochs}: train loss {train_stats['loss']:.4f}  top-1 "
+            f"{raw['top1']:.2f}  top-5 {raw['top5']:.2f}"
+            + (f"  EMA top-1 {ema['top1']:.2f}" if ema else "")
+            + f"  lr {lr:.4g}  ({epoch_time:.1f} s/epoch avg)"
+        )
         self._advance(epoch)
         self.save(best=improved)
 

@@ -30,8 +30,9 @@ def scale_lr(recipe, world_size: int) -> ScaledLr:
         return ScaledLr(recipe.lr, batch, f"lr {recipe.lr:g} (as given) at effective batch {batch}")
     lr = recipe.lr * batch / recipe.lr_ref_batch
     parts = f"{recipe.batch_size} x {recipe.accum_steps} accumulation x {world_size} process(es)"
-    return ScaledLr(lr, batch, f"lr {recipe.lr:g} per {recipe.lr_ref_batch} images -> {lr:.6g} at effective "
-                               f"batch {batch} ({parts})")
+    return ScaledLr(
+        lr, batch, f"lr {recipe.lr:g} per {recipe.lr_ref_batch} images -> {lr:.6g} at effective batch {batch} ({parts})"
+    )
 
 
 def build_optimizer(model, recipe, lr: float):
@@ -43,18 +44,33 @@ def build_optimizer(model, recipe, lr: float):
     if recipe.opt_betas is not None:
         extra["betas"] = tuple(recipe.opt_betas)
     return timm.optim.create_optimizer_v2(
-        model, opt=recipe.opt, lr=lr, weight_decay=recipe.weight_decay, momentum=recipe.momentum,
-        filter_bias_and_bn=recipe.wd_exclude_bn_bias, **extra)
+        model,
+        opt=recipe.opt,
+        lr=lr,
+        weight_decay=recipe.weight_decay,
+        momentum=recipe.momentum,
+        filter_bias_and_bn=recipe.wd_exclude_bn_bias,
+        **extra,
+    )
 
 
 def build_scheduler(optimizer, recipe, updates_per_epoch: int):
     try:
         scheduler, _ = create_scheduler_v2(
-            optimizer, sched=recipe.sched, num_epochs=recipe.epochs, decay_epochs=recipe.decay_epochs,
-            decay_milestones=list(recipe.decay_milestones) or (30, 60, 90), decay_rate=recipe.decay_rate,
-            min_lr=recipe.min_lr, warmup_lr=recipe.warmup_lr, warmup_epochs=recipe.warmup_epochs,
-            warmup_prefix=False, cooldown_epochs=0, step_on_epochs=not recipe.sched_on_updates,
-            updates_per_epoch=updates_per_epoch)
+            optimizer,
+            sched=recipe.sched,
+            num_epochs=recipe.epochs,
+            decay_epochs=recipe.decay_epochs,
+            decay_milestones=list(recipe.decay_milestones) or (30, 60, 90),
+            decay_rate=recipe.decay_rate,
+            min_lr=recipe.min_lr,
+            warmup_lr=recipe.warmup_lr,
+            warmup_epochs=recipe.warmup_epochs,
+            warmup_prefix=False,
+            cooldown_epochs=0,
+            step_on_epochs=not recipe.sched_on_updates,
+            updates_per_epoch=updates_per_epoch,
+        )
     except (AssertionError, ValueError) as e:
         raise UserError(f"recipe.sched={recipe.sched}: {e or 'unknown schedule'}") from None
     if scheduler is None:

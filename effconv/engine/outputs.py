@@ -53,7 +53,9 @@ class RunFiles:
             try:
                 self.checkpoints.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                raise UserError(f"cannot create run directory {self.dir}: {e.strerror}; set output_root=<dir>") from None
+                raise UserError(
+                    f"cannot create run directory {self.dir}: {e.strerror}; set output_root=<dir>"
+                ) from None
 
     def write_config(self, cfg) -> None:
         if self.primary:
@@ -64,13 +66,13 @@ class RunFiles:
             with open(self.metrics, "a") as f:
                 f.write(json.dumps({"type": kind, "time": round(time.time(), 3), **fields}) + "\n")
 
-    def start_summary(self, start_epoch: int) -> None:
+    def start_summary(self, epochs_done: int) -> None:
         """Drop rows of epochs that will be run again (a resumed run), or an old file (a fresh one)."""
         if self.primary:
-            if start_epoch == 0:
+            if epochs_done == 0:
                 self.summary.unlink(missing_ok=True)
-            else:
-                trim_summary(str(self.summary), start_epoch)
+            else:  # rows are numbered from 1: keep 1..epochs_done
+                trim_summary(str(self.summary), epochs_done + 1)
 
     def summary_row(self, epoch: int, train: dict, evaluation: dict, lr: float) -> None:
         if self.primary:
@@ -127,6 +129,15 @@ def _start_wandb(logger_cfg, run_dir: Path, config: dict):
     id_file = run_dir / "wandb_run_id"
     run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
     id_file.write_text(run_id)
-    return wandb.init(project=logger_cfg.project, entity=logger_cfg.entity, group=logger_cfg.group,
-                      tags=list(logger_cfg.tags), name=run_dir.name, id=run_id, resume="allow",
-                      dir=str(run_dir), mode=logger_cfg.mode, config=config)
+    return wandb.init(
+        project=logger_cfg.project,
+        entity=logger_cfg.entity,
+        group=logger_cfg.group,
+        tags=list(logger_cfg.tags),
+        name=run_dir.name,
+        id=run_id,
+        resume="allow",
+        dir=str(run_dir),
+        mode=logger_cfg.mode,
+        config=config,
+    )

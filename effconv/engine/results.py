@@ -102,6 +102,14 @@ def _fmt(value, digits=2):
 def print_result_table(results: dict) -> None:
     t = results[TIMING_KEY]
     header = ["model", "data", "params (M)", "MAdds (M)", "best top-1", "best top-5", "epoch time (s)", "images/s"]
-    row = [results["model"], results["data"], _fmt(results["params_m"], 4), _fmt(results["madds_m"]),
-           _fmt(results["top1"]), _fmt(results["top5"]), _fmt(t["epoch_time_s"], 1), f"{t['train_images_per_s']:.0f}"]
+    row = [
+        results["model"],
+        results["data"],
+        _fmt(results["params_m"], 4),
+        _fmt(results["madds_m"]),
+        _fmt(results["top1"]),
+        _fmt(results["top5"]),
+        _fmt(t["epoch_time_s"], 1),
+        f"{t['train_images_per_s']:.0f}",
+    ]
     print("\n" + format_table([row], header) + "\n", flush=True)

@@ -63,8 +63,9 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
-def setup(device: str = "auto", amp: str = "auto", seed: int = 0, deterministic: bool = False,
-          channels_last: bool = True) -> Runtime:
+def setup(
+    device: str = "auto", amp: str = "auto", seed: int = 0, deterministic: bool = False, channels_last: bool = True
+) -> Runtime:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

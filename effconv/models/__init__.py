@@ -67,8 +67,9 @@ def create(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
     if not name or name == "???":
         raise UserError("no model name: pick model=<name> (see conf/model/) or model=timm model.name=<timm name>")
     if not timm.is_model(name):
-        raise unknown_choice("model", name, our_models() + timm.list_models(), " and timm.list_models()",
-                             listed=our_models())
+        raise unknown_choice(
+            "model", name, our_models() + timm.list_models(), " and timm.list_models()", listed=our_models()
+        )
     knobs = {k: v for k, v in model_cfg.items() if k not in RESERVED_KEYS}
     try:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, **knobs)

@@ -37,9 +37,17 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(ClassifierNet):
-    def __init__(self, blocks_per_stage: int = 3, num_classes: int = 10, in_chans: int = 3,
-                 widths: Sequence[int] = (16, 32, 64), conv: str = "standard",
-                 kernels: Sequence = (3, 3, 3), stem_stride: int = 1, drop_rate: float = 0.0):
+    def __init__(
+        self,
+        blocks_per_stage: int = 3,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        widths: Sequence[int] = (16, 32, 64),
+        conv: str = "standard",
+        kernels: Sequence = (3, 3, 3),
+        stem_stride: int = 1,
+        drop_rate: float = 0.0,
+    ):
         super().__init__()
         if len(kernels) != len(widths):
             raise ValueError(f"kernels needs one entry per stage ({len(widths)}), got {list(kernels)}")

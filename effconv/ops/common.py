@@ -16,11 +16,19 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
 class ConvBnAct(nn.Sequential):
     """k x k conv (no bias) -> BatchNorm -> optional activation, with 'same' padding for odd kernels."""
 
-    def __init__(self, in_ch, out_ch, kernel_size=3, stride=1, groups=1, act: type[nn.Module] | None = nn.ReLU,
-                 dilation=1, bn=True):
+    def __init__(
+        self,
+        in_ch,
+        out_ch,
+        kernel_size=3,
+        stride=1,
+        groups=1,
+        act: type[nn.Module] | None = nn.ReLU,
+        dilation=1,
+        bn=True,
+    ):
         padding = tuple((k - 1) // 2 * dilation for k in _pair(kernel_size))
-        layers = [nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, dilation=dilation, groups=groups,
-                            bias=not bn)]
+        layers = [nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, dilation=dilation, groups=groups, bias=not bn)]
         if bn:
             layers.append(nn.BatchNorm2d(out_ch))
         if act is not None:

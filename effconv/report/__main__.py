@@ -50,16 +50,26 @@ def render_runs(paths: list[Path]) -> str:
     if not results:
         raise UserError(f"no results.json under {', '.join(map(str, paths))}")
     header = ["run", "model", "data", "params (M)", "MAdds (M)", "top-1", "top-5", "epochs"]
-    rows = [[Path(r["_path"]).parent.name, r["model"], r["data"], f"{r['params_m']:.4f}", f"{r['madds_m']:.2f}",
-             f"{r['top1']:.2f}" if r.get("top1") is not None else "–",
-             f"{r['top5']:.2f}" if r.get("top5") is not None else "–", f"{r['epochs_done']}/{r['epochs']}"]
-            for r in results]
+    rows = [
+        [
+            Path(r["_path"]).parent.name,
+            r["model"],
+            r["data"],
+            f"{r['params_m']:.4f}",
+            f"{r['madds_m']:.2f}",
+            f"{r['top1']:.2f}" if r.get("top1") is not None else "–",
+            f"{r['top5']:.2f}" if r.get("top5") is not None else "–",
+            f"{r['epochs_done']}/{r['epochs']}",
+        ]
+        for r in results
+    ]
     return format_table(rows, header)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m effconv.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m effconv.report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("targets", nargs="*", help="<paper>/<table> experiment names, or run directories")
     parser.add_argument("--static", action="store_true", help="params/MAdds only; read no runs")
     parser.add_argument("--runs", nargs="*", type=Path, default=[], help="more directories to search for runs")
@@ -70,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         targets = _tables() if args.all else args.targets
         if not targets:
-            raise UserError("name a table (<paper>/<table>), a run directory, or pass --all; tables: "
-                            + ", ".join(_tables()))
+            raise UserError(
+                "name a table (<paper>/<table>), a run directory, or pass --all; tables: " + ", ".join(_tables())
+            )
         run_dirs = [Path(t) for t in targets if Path(t).is_dir()]
         if run_dirs:
             print(render_runs(run_dirs))

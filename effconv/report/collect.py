@@ -31,8 +31,11 @@ def _values(overrides: list[str], keys: list[str]) -> dict[str, str | None]:
 def runs_of(row: Row, spec: TableSpec, results: list[dict]) -> list[dict]:
     """Runs of this experiment whose values for the table's row keys equal this row's (seeds pooled)."""
     wanted = _values(row.overrides, spec.sweep_keys)
-    return [r for r in results if r.get("experiment") == spec.experiment
-            and _values(r.get("overrides", []), spec.sweep_keys) == wanted]
+    return [
+        r
+        for r in results
+        if r.get("experiment") == spec.experiment and _values(r.get("overrides", []), spec.sweep_keys) == wanted
+    ]
 
 
 def metric_of(result: dict, metric: str, column: str) -> float | None:

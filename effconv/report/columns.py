@@ -42,8 +42,9 @@ class RowContext:
 
     @functools.cached_property
     def cost(self) -> Cost:
-        return _cached_cost(repr(sorted(to_plain(self.cfg.model).items())), self.cfg.data.num_classes,
-                            self.input_size, self.model)
+        return _cached_cost(
+            repr(sorted(to_plain(self.cfg.model).items())), self.cfg.data.num_classes, self.input_size, self.model
+        )
 
 
 _COSTS: dict = {}
@@ -78,8 +79,16 @@ register_column(Column("params", "Params (M)", 4, static=lambda ctx: ctx.cost.pa
 register_column(Column("madds", "MAdds (M)", 2, static=lambda ctx: ctx.cost.madds_m, relative_delta=True))
 register_column(Column("top1", "Top-1 (%)", 2, from_run=lambda r, metric: metric_of(r, metric, "top1")))
 register_column(Column("top5", "Top-5 (%)", 2, from_run=lambda r, metric: metric_of(r, metric, "top5")))
-register_column(Column("error", "Top-1 error (%)", 2, from_run=lambda r, metric: (
-    None if metric_of(r, metric, "top1") is None else 100.0 - metric_of(r, metric, "top1"))))
+register_column(
+    Column(
+        "error",
+        "Top-1 error (%)",
+        2,
+        from_run=lambda r, metric: (
+            None if metric_of(r, metric, "top1") is None else 100.0 - metric_of(r, metric, "top1")
+        ),
+    )
+)
 
 
 @dataclass

@@ -99,10 +99,18 @@ def body(table: Table) -> list[list[str]]:
 
 def to_markdown(table: Table) -> str:
     spec = table.spec
-    out = [f"### {spec.title}", "", f"`{spec.experiment}`: " + (
-        "static columns only (no runs read)." if table.static_only else
-        f"accuracy is the {spec.metric} epoch of each run, mean ± std over seeds; runs found: "
-        f"{sum(table.runs.values())}."), ""]
+    out = [
+        f"### {spec.title}",
+        "",
+        f"`{spec.experiment}`: "
+        + (
+            "static columns only (no runs read)."
+            if table.static_only
+            else f"accuracy is the {spec.metric} epoch of each run, mean ± std over seeds; runs found: "
+            f"{sum(table.runs.values())}."
+        ),
+        "",
+    ]
     cols = header(table)
     out.append("| " + " | ".join(cols) + " |")
     out.append("|" + "|".join("---" for _ in cols) + "|")
@@ -121,8 +129,9 @@ def to_csv(table: Table) -> str:
     writer.writerow(["row", "runs"] + [f"{n}_{k}" for n in names for k in ("ours", "std", "paper")])
     for row in table.spec.rows:
         cells = table.cells[row.name]
-        writer.writerow([row.name, table.runs[row.name]] + [v for n in names
-                                                            for v in (cells[n].ours, cells[n].std, cells[n].paper)])
+        writer.writerow(
+            [row.name, table.runs[row.name]] + [v for n in names for v in (cells[n].ours, cells[n].std, cells[n].paper)]
+        )
     return buffer.getvalue()
 
 

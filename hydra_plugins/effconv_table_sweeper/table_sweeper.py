@@ -12,7 +12,7 @@ Only the job list is ours: jobs go to whatever launcher is configured (local, su
 
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional  # no PEP 563: Hydra scans this module outside sys.modules
+from typing import Any, Optional  # no PEP 563: Hydra scans this module outside sys.modules
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 class TableSweeperConf:
     _target_: str = "hydra_plugins.effconv_table_sweeper.table_sweeper.TableSweeper"
     max_batch_size: Optional[int] = None
-    params: Optional[Dict[str, str]] = None
+    params: Optional[dict[str, str]] = None
     only: Optional[str] = None  # regex over row names
 
 
@@ -48,8 +48,7 @@ def row_jobs(rows: list[dict], crossed: list[list[str]], only: Optional[str] = N
 
 
 class TableSweeper(BasicSweeper):
-    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[dict] = None,
-                 only: Optional[str] = None):
+    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[dict] = None, only: Optional[str] = None):
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.only = only
 

@@ -1,0 +1,48 @@
+"""Test-only networks, registered with timm under names no real model uses."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from effconv.models import our_models, register
+from effconv.models.base import ClassifierNet
+
+
+class TinyMLP(ClassifierNet):
+    """A BN-free network (flatten -> linear -> ReLU -> linear) for exact optimizer/accumulation checks.
+
+    ``nan_on_call=k`` makes the k-th training forward return NaN, to test the loop's non-finite stop.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        img_size: int = 32,
+        hidden: int = 32,
+        drop_rate: float = 0.0,
+        nan_on_call: int | None = None,
+    ):
+        super().__init__()
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(in_chans * img_size * img_size, hidden), nn.ReLU())
+        self.num_features = hidden
+        self._init_head(num_classes, drop_rate)
+        self.nan_on_call = nan_on_call
+        self.calls = 0
+
+    def forward_head(self, x, pre_logits: bool = False):
+        x = self.head_drop(x)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x):
+        out = super().forward(x)
+        if self.training:
+            self.calls += 1
+            if self.nan_on_call is not None and self.calls >= self.nan_on_call:
+                out = out * torch.tensor(float("nan"))
+        return out
+
+
+if "test_tiny_mlp" not in our_models():
+    register("test_tiny_mlp", TinyMLP)
