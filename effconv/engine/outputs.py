@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -127,7 +128,7 @@ def _start_wandb(logger_cfg, run_dir: Path, config: dict):
     if logger_cfg.mode not in ("online", "offline", "disabled"):
         raise UserError(f"logger.mode must be online, offline or disabled (got {logger_cfg.mode})")
     id_file = run_dir / "wandb_run_id"
-    run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+    run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
     id_file.write_text(run_id)
     return wandb.init(
         project=logger_cfg.project,

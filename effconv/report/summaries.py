@@ -17,7 +17,7 @@ def register_summary(name: str):
 
 def _mean_change(table, column: str) -> list[float]:
     changes = []
-    for row in table.rows:
+    for row in table.spec.rows:
         if row.relative_to:
             ours, ref = table.cells[row.name][column].ours, table.cells[row.relative_to][column].ours
             if ours is not None and ref:
