@@ -63,6 +63,17 @@ def channel_directions(channels: int, padding: str) -> list[str]:
     return [padding] * channels
 
 
+def direction_runs(directions: list[str]) -> list[tuple[int, int, str]]:
+    """(start, stop, direction) of each run of consecutive channels padded alike."""
+    runs = []
+    for c, direction in enumerate(directions):
+        if runs and runs[-1][2] == direction:
+            runs[-1] = (runs[-1][0], c + 1, direction)
+        else:
+            runs.append((c, c + 1, direction))
+    return runs
+
+
 def input_padding(direction: str, kernel_size: int) -> tuple[int, int, int, int]:
     """``F.pad`` amounts (left, right, top, bottom) that keep the size: the named sides get k/2."""
     half = kernel_size // 2
@@ -90,11 +101,8 @@ class EvenKernelDepthwiseConv2d(nn.Module):
         if kernel_size % 2 or kernel_size < 2:
             raise ValueError(f"EvenKernelDepthwiseConv2d needs an even kernel size >= 2, got {kernel_size}")
         self.channels, self.kernel_size, self.padding = channels, kernel_size, padding
-        directions = channel_directions(channels, padding)
+        self.runs = direction_runs(channel_directions(channels, padding))
         self.weight = nn.Parameter(torch.empty(channels, 1, kernel_size, kernel_size))
-        # one-hot (direction, channel) mask selecting each channel's corner; unused when all channels agree
-        mask = torch.tensor([[float(d == name) for d in directions] for name in PAD_DIRECTIONS])
-        self.register_buffer("direction_mask", mask.view(4, channels, 1, 1, 1), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -103,10 +111,9 @@ class EvenKernelDepthwiseConv2d(nn.Module):
 
     def zero_extended_kernel(self) -> torch.Tensor:
         """The (k+1) x (k+1) depth-wise kernel equal to this layer under symmetric padding k/2."""
-        if self.padding != FOUR_GROUPS:
-            return F.pad(self.weight, _kernel_corner(self.padding))
-        corners = torch.stack([F.pad(self.weight, _kernel_corner(d)) for d in PAD_DIRECTIONS])
-        return (corners * self.direction_mask).sum(0)
+        if len(self.runs) == 1:
+            return F.pad(self.weight, _kernel_corner(self.runs[0][2]))
+        return torch.cat([F.pad(self.weight[a:b], _kernel_corner(d)) for a, b, d in self.runs])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.zero_extended_kernel(), padding=self.kernel_size // 2, groups=self.channels)
@@ -124,13 +131,8 @@ def pad_then_conv(x: torch.Tensor, weight: torch.Tensor, padding: str) -> torch.
     Slow (a padded copy per direction, one conv per group, a concatenation); kept to test the fast form.
     """
     kernel_size = weight.shape[-1]
-    directions = channel_directions(x.shape[1], padding)
-    outputs, start = [], 0
-    while start < len(directions):
-        stop = start
-        while stop < len(directions) and directions[stop] == directions[start]:
-            stop += 1
-        padded = F.pad(x[:, start:stop], input_padding(directions[start], kernel_size))
-        outputs.append(F.conv2d(padded, weight[start:stop], groups=stop - start))
-        start = stop
+    outputs = [
+        F.conv2d(F.pad(x[:, a:b], input_padding(d, kernel_size)), weight[a:b], groups=b - a)
+        for a, b, d in direction_runs(channel_directions(x.shape[1], padding))
+    ]
     return torch.cat(outputs, dim=1)
