@@ -36,11 +36,12 @@ def changes_vs_reference(table) -> str:
             continue
         parts = []
         if "madds" in table.cells[row.name]:
-            parts.append("MAdds " + _quoted(_change(table, row, "madds", True), row.paper.get("madds_change"),
-                                            "%", spec.tolerances.get("madds_change")))
+            madds = _change(table, row, "madds", True)
+            tolerance = spec.tolerances.get("madds_change")
+            parts.append("MAdds " + _quoted(madds, row.paper.get("madds_change"), "%", tolerance))
         if "top1" in table.cells[row.name]:
-            parts.append("top-1 " + _quoted(_change(table, row, "top1", False), row.paper.get("top1_change"),
-                                            " pt", None))
+            top1 = _change(table, row, "top1", False)
+            parts.append("top-1 " + _quoted(top1, row.paper.get("top1_change"), " pt", None))
         lines.append(f"{row.name} vs {row.relative_to}: {', '.join(parts)}")
     if not lines:
         return "changes vs reference rows: no rows with relative_to"
