@@ -33,7 +33,9 @@ def test_model_trains_a_step(name):
         assert torch.equal(model(x), model(x))  # eval is deterministic
     model.reset_classifier(3)
     assert model(x).shape == (2, 3) and model.num_classes == 3
-    assert model.forward_head(model.forward_features(x), pre_logits=True).shape[-1] == model.num_features
+    # timm: pre-logits have head_hidden_size features where a head widens them (MobileNetV3), else num_features
+    width = getattr(model, "head_hidden_size", None) or model.num_features
+    assert model.forward_head(model.forward_features(x), pre_logits=True).shape[-1] == width
 
 
 def test_registry_refuses_names_timm_owns():
