@@ -126,7 +126,7 @@ def test_madds_is_sum_of_group_costs(impl):
     assert dilated.madds == 16 * 16 * 40 * 9  # every group has 3x3 taps
 
 
-def test_auto_uses_the_measured_choice_on_cpu(monkeypatch):
+def test_auto_uses_the_measured_choice_on_cpu():
     op = MixConv(16, [3, 5])
     assert mc.choose_impl(op, torch.randn(1, 16, 8, 8)) == mc.MEASURED_IMPL["cpu"]
 

@@ -41,10 +41,11 @@ from effconv.ops import register_unit
 SPLITS = ("equal", "exp")
 IMPLS = ("split", "padded")
 
-# The formulation to use per device type, as measured by benchmarks/bench_mixconv.py (fwd+bwd, MixNet-S's
-# largest mixed layers, channels_last, fp32). CPU: the split form wins, the padded single conv is
-# 1.2-1.8x slower (performance-notes §6.1; re-measured by the benchmark). Device types absent here are
-# probed once per layer shape (choose_impl).
+# The formulation to use per device type, measured with benchmarks/bench_mixconv.py (fwd+bwd, channels_last,
+# fp32, MixNet-S's six largest mixed layers, batch 32). CPU (2-core EPYC VM, 1 thread, glibc malloc): the
+# padded single conv took 0.79-2.5x the split form's time, faster only on the stride-2 56x56 {3,5,7} layer;
+# performance-notes §6.1 (jemalloc): 1.2-1.8x slower everywhere. Device types absent here (CUDA: not yet
+# measured) are probed once per layer shape (choose_impl).
 MEASURED_IMPL: dict[str, str] = {"cpu": "split"}
 
 
