@@ -1,0 +1,186 @@
+"""MixConv vs timm's MixedConv2d, forward + backward, on the shapes of MixNet-S's largest mixed layers.
+
+Rows (all channels_last, fp32, weights copied so both compute the same function, checked before timing):
+
+* ``MixConv ...``: ours with ``impl=auto`` against timm's ``MixedConv2d`` (split -> per-kernel conv ->
+  concat); ratio = timm time / ours (> 1: ours faster). Target >= 1.0x.
+* ``padded / split ...``: the two formulations of ours against each other; the evidence behind
+  ``effconv.ops.mixconv.MEASURED_IMPL`` (ratio < 1: the single zero-padded conv is faster on this device).
+* ``grouped 1x1 ...``: ``GroupedPointwise`` (one grouped conv when the split is even) vs ``MixedConv2d`` with
+  1x1 kernels, MixNet's expand/project groups.
+* ``MixNet-S ...``: timm's ``mixnet_s`` vs the same network and weights on our two operators (``from_timm``),
+  the measurement that decides whether MixNets on our operators (``mixconv_mixnet_s/m/l``) are worth
+  registering: on CPU they are not (parity within noise), so they are not registered.
+
+Shapes (batch, then MixNet-S at 224 px): the six mixed depth-wise layers with the most MAdds.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import timm
+import torch
+from timm.layers import MixedConv2d
+from torch import nn
+
+from benchmarks.harness import Context, Row, compare, forward_backward
+from effconv.ops.mixconv import GroupedPointwise, MixConv, choose_impl
+
+# (channels, height = width, kernels, stride) of MixNet-S's largest mixed depth-wise layers (blocks 2.1, 2.0,
+# 4.1, 4.0, 5.1, 5.0 of timm's mixnet_s)
+MIXED_LAYERS = [
+    (240, 28, [3, 5], 1),
+    (144, 56, [3, 5, 7], 2),
+    (360, 14, [3, 5, 7, 9], 1),
+    (480, 14, [3, 5, 7], 1),
+    (1200, 7, [3, 5, 7, 9], 1),
+    (720, 14, [3, 5, 7, 9, 11], 2),
+]
+# (in, out, height = width) of grouped 1x1 convs (2 groups) in MixNet-S: blocks 1.0 expand, 2.1 project
+GROUPED_POINTWISE = [(16, 96, 112), (240, 40, 28)]
+
+
+def _channels_last(*tensors_or_modules):
+    return [t.to(memory_format=torch.channels_last) for t in tensors_or_modules]
+
+
+def _mixconv_rows(ctx: Context, batch: int) -> list[Row]:
+    rows = []
+    for channels, size, kernels, stride in MIXED_LAYERS:
+        theirs = MixedConv2d(channels, channels, kernels, stride=stride, depthwise=True).to(ctx.device)
+        ours = {
+            impl: MixConv(channels, kernels, stride, impl=impl).to(ctx.device)
+            for impl in ("auto", "split", "padded")
+        }
+        for module in ours.values():
+            for w, conv in zip(module.weights, theirs.values()):
+                w.data.copy_(conv.weight)
+        x = torch.randn(batch, channels, size, size, device=ctx.device)
+        x, theirs, *mods = _channels_last(x, theirs, *ours.values())
+        ours = dict(zip(ours, mods))
+        with torch.no_grad():
+            reference = theirs(x)
+            for module in ours.values():
+                torch.testing.assert_close(module(x), reference, rtol=1e-4, atol=1e-4)
+        times = compare(
+            {"timm": forward_backward(theirs, x), **{k: forward_backward(m, x) for k, m in ours.items()}}, ctx
+        )
+        with torch.enable_grad():
+            chosen = choose_impl(ours["auto"], x.requires_grad_())
+        shape = f"{channels}x{size}x{size} k{{{','.join(map(str, kernels))}}} s{stride}, batch {batch}"
+        ratio = times["timm"] / times["auto"]
+        rows.append(
+            Row(
+                "operators / MixConv vs timm MixedConv2d",
+                f"MixConv {shape} (auto -> {chosen})",
+                times["auto"] * 1e3,
+                "ms",
+                reference="timm MixedConv2d",
+                ratio=ratio,
+                ratio_meaning="timm time / ours (>1: ours faster)",
+                target=">= 1.0x",
+                met=ratio >= 1.0,
+                extra={k: v * 1e3 for k, v in times.items()},
+            )
+        )
+        rows.append(
+            Row(
+                "operators / MixConv formulations",
+                f"padded / split {shape}",
+                times["padded"] * 1e3,
+                "ms",
+                reference="ours, split",
+                ratio=times["padded"] / times["split"],
+                ratio_meaning="padded time / split time (<1: one zero-padded conv is faster)",
+            )
+        )
+    return rows
+
+
+def _pointwise_rows(ctx: Context, batch: int) -> list[Row]:
+    rows = []
+    for in_ch, out_ch, size in GROUPED_POINTWISE:
+        theirs = MixedConv2d(in_ch, out_ch, [1, 1]).to(ctx.device)
+        ours = GroupedPointwise(in_ch, out_ch, 2).to(ctx.device)
+        ours.convs[0].weight.data.copy_(torch.cat([c.weight for c in theirs.values()]))
+        x, theirs, ours = _channels_last(
+            torch.randn(batch, in_ch, size, size, device=ctx.device), theirs, ours
+        )
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-4)
+        times = compare({"timm": forward_backward(theirs, x), "ours": forward_backward(ours, x)}, ctx)
+        ratio = times["timm"] / times["ours"]
+        rows.append(
+            Row(
+                "operators / MixConv vs timm MixedConv2d",
+                f"grouped 1x1 {in_ch}->{out_ch} at {size}x{size}, 2 groups, batch {batch}",
+                times["ours"] * 1e3,
+                "ms",
+                reference="timm MixedConv2d [1, 1]",
+                ratio=ratio,
+                ratio_meaning="timm time / ours (>1: ours faster)",
+                target=">= 1.0x",
+                met=ratio >= 1.0,
+            )
+        )
+    return rows
+
+
+def from_timm(model: nn.Module) -> nn.Module:
+    """timm's MixNet, its MixedConv2d layers replaced by MixConv / GroupedPointwise with the same weights."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, MixedConv2d):
+                continue
+            convs = list(child.values())
+            if convs[0].kernel_size == (1, 1):
+                new = GroupedPointwise(child.in_channels, child.out_channels, len(convs))
+                weights = (
+                    [torch.cat([c.weight for c in convs])]
+                    if len(new.convs) == 1
+                    else [c.weight for c in convs]
+                )
+                for conv, weight in zip(new.convs, weights):
+                    conv.weight.data.copy_(weight)
+            else:
+                new = MixConv(child.in_channels, [c.kernel_size[0] for c in convs], convs[0].stride[0])
+                for weight, conv in zip(new.weights, convs):
+                    weight.data.copy_(conv.weight)
+            setattr(parent, name, new)
+    return model
+
+
+def _network_rows(ctx: Context, batch: int, size: int) -> list[Row]:
+    theirs = timm.create_model("mixnet_s").to(ctx.device)
+    ours = from_timm(copy.deepcopy(theirs))
+    x, theirs, ours = _channels_last(torch.randn(batch, 3, size, size, device=ctx.device), theirs, ours)
+    with torch.no_grad():
+        theirs.eval(), ours.eval()
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-4)
+    theirs.train(), ours.train()
+    times = compare({"timm": forward_backward(theirs, x), "ours": forward_backward(ours, x)}, ctx)
+    ratio = times["timm"] / times["ours"]
+    return [
+        Row(
+            "networks / MixNet-S on our MixConv",
+            f"mixnet_s fwd+bwd, batch {batch}, {size} px",
+            times["ours"] * 1e3,
+            "ms",
+            reference="timm mixnet_s",
+            ratio=ratio,
+            ratio_meaning="timm time / ours (>1: ours faster)",
+            target="> 1.0x to register mixconv_mixnet_*",
+            met=ratio > 1.0,
+        )
+    ]
+
+
+def run(ctx: Context) -> list[Row]:
+    cuda = ctx.device.type == "cuda"
+    batch = (128 if cuda else 32) if not ctx.quick else 8
+    rows = _mixconv_rows(ctx, batch) + _pointwise_rows(ctx, batch)
+    rows += _network_rows(ctx, 64 if cuda and not ctx.quick else 8, 224 if cuda else 128)
+    for row in rows:
+        row.note = f"{torch.get_num_threads()} threads" if not cuda else ""
+    return rows
