@@ -38,10 +38,11 @@ Deviations and choices (the defaults follow the authors' code, DESIGN §4; refer
    ``lambda`` (Table 3b), ``lite_levels`` (Table 3c: "low" = the authors' A-blocks, "high" = the B/C blocks),
    ``activation`` (Tables 2, 4: dyshiftmax | static | dyrelu | se_relu | relu), ``act_slots`` (Table 5),
    ``J``/``K`` (Table 6), ``depthwise=kxk`` (Table 2's MobileNet rows), ``width_mult`` / ``fc_width`` /
-   ``dy_reduction`` (to hold an ablation at the paper's cost, and the # variants). Dynamic ReLU and SE use the
-   same squeeze width as Dynamic Shift-Max (effconv/ops/dynamic_relu.py).
-5. ``micronet_m1s/m2s/m3s`` (the paper's M1#/M2#/M3#, no configuration published): the same blocks with a
-   narrower classifier and a larger Dynamic Shift-Max squeeze reduction (``SHARP_VARIANTS``).
+   ``dy_reduction`` / ``stem`` (to hold an ablation at the paper's cost, and the # variants). A block switched
+   between lite and regular keeps its hidden width. Dynamic ReLU and SE use the same squeeze width as Dynamic
+   Shift-Max (effconv/ops/dynamic_relu.py). Fixed G rounds block widths to multiples of lcm(4, G).
+5. ``micronet_m1s/m2s/m3s`` (the paper's M1#/M2#/M3#, no configuration published): the same blocks, scaled
+   widths, a narrower classifier and a larger Dynamic Shift-Max squeeze reduction (``SHARP_VARIANTS``).
 
 Knob names: ``lambda`` is a Python keyword, so the constructor argument is ``lambda_``; the model config key
 and ``timm.create_model`` kwarg ``lambda`` is accepted and mapped. ``dropout`` is accepted for ``drop_rate``.
@@ -49,6 +50,7 @@ and ``timm.create_model`` kwarg ``lambda`` is accepted and mapped. ``dropout`` i
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -395,47 +397,22 @@ class MicroNet(ClassifierNet):
 
         rows = _plan_rows(cfg, levels, width_mult, fixed_groups)
         g1, g2 = cfg.stem if stem is None else (int(stem[0]), int(stem[1]))
-        stem_ch = g1 * g2
-        plan = _plan_groups(stem_ch, cfg.expansion, rows, fixed_groups, lambda_)
+        plan = _plan_groups(g1 * g2, cfg.expansion, rows, fixed_groups, lambda_)
+        self.stem = _stem(in_chans, g1, g2)
 
-        # stem: 3x1 conv (stride 2,1), 1x3 group conv (stride 1,2) expanding x g2, shuffle, ReLU6 (code)
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_chans, g1, (3, 1), (2, 1), (1, 0), bias=False),
-            nn.BatchNorm2d(g1),
-            nn.Conv2d(g1, stem_ch, (1, 3), (1, 2), (0, 1), groups=g1, bias=False),
-            nn.BatchNorm2d(stem_ch),
-            ChannelShuffles(g1),
-            nn.ReLU6(inplace=True),
-        )
-        blocks, in_ch = [], stem_ch
-
-        def slot(name, index, channels, groups, reduction, max_slot=True) -> _Slot:
+        def slot(name, channels, groups, reduction, max_slot=True, *, index) -> _Slot:
             dynamic = name in slots and not (index == 0 and name == "A2" and not cfg.first_a2_dynamic)
             spec = SlotSpec(dynamic, max_slot, channels, groups, reduction * reduction_mult)
             return _Slot(dynamic and activation != "relu", factory(spec))
 
+        blocks, in_ch = [], g1 * g2
         for i, (row, (g_e, g_c)) in enumerate(zip(rows, plan)):
-            r = BASE_REDUCTION * row.squeeze
-            hidden = row.expansion * in_ch
-            if row.kind == "A":
-                multipliers = (2, row.expansion // 2) if row.expansion % 2 == 0 else (row.expansion, 1)
-                acts = (slot("A2", i, hidden, in_ch, r), slot("A3", i, row.out, g_c, r / 2, max_slot=False))
-                block = LiteBlock(in_ch, row.out, row.kernel, row.stride, g_c, acts, depthwise, multipliers)
-            else:
-                shift_groups = hidden // g_e if g_e != 1 else 1  # A2 after the depthwise (authors' rule)
-                acts = (
-                    slot("A1", i, hidden, g_e, r),
-                    slot("A2", i, hidden, shift_groups, r),
-                    slot("A3", i, row.out, g_c, r / 2 if row.out < hidden else r, max_slot=False),
-                )
-                block = RegularBlock(
-                    in_ch, row.out, row.kernel, row.stride, hidden, g_e, g_c, acts, depthwise
-                )
-            blocks.append(block)
+            blocks.append(_block(row, in_ch, g_e, g_c, functools.partial(slot, index=i), depthwise))
             in_ch = row.out
         head_ch, head_groups = cfg.expansion * in_ch, plan[-1][0]
-        head_reduction = BASE_REDUCTION * cfg.head_squeeze
-        head_act = slot("A3", len(rows), head_ch, head_groups, head_reduction, max_slot=False)
+        head_act = slot(
+            "A3", head_ch, head_groups, BASE_REDUCTION * cfg.head_squeeze, max_slot=False, index=len(rows)
+        )
         blocks.append(HeadExpand(in_ch, head_ch, head_groups, head_act.build))
         self.blocks = nn.Sequential(*blocks)
         self.num_features = head_ch
@@ -512,6 +489,35 @@ def _swish_linear(in_features: int, out_features: int) -> nn.Sequential:
 
 def _classifier(in_features: int, num_classes: int) -> nn.Module:
     return _swish_linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+
+
+def _stem(in_chans: int, g1: int, g2: int) -> nn.Sequential:
+    """3x1 conv (stride 2,1), 1x3 group conv (stride 1,2) expanding x g2, shuffle, ReLU6 (the authors')."""
+    return nn.Sequential(
+        nn.Conv2d(in_chans, g1, (3, 1), (2, 1), (1, 0), bias=False),
+        nn.BatchNorm2d(g1),
+        nn.Conv2d(g1, g1 * g2, (1, 3), (1, 2), (0, 1), groups=g1, bias=False),
+        nn.BatchNorm2d(g1 * g2),
+        ChannelShuffles(g1),
+        nn.ReLU6(inplace=True),
+    )
+
+
+def _block(row: Row, in_ch: int, g_e: int, g_c: int, slot, depthwise: str) -> nn.Module:
+    """One Micro-Block; ``slot(name, channels, shift_groups, reduction, max_slot)`` builds its activations."""
+    r = BASE_REDUCTION * row.squeeze
+    hidden = row.expansion * in_ch
+    if row.kind == "A":
+        multipliers = (2, row.expansion // 2) if row.expansion % 2 == 0 else (row.expansion, 1)
+        acts = (slot("A2", hidden, in_ch, r), slot("A3", row.out, g_c, r / 2, max_slot=False))
+        return LiteBlock(in_ch, row.out, row.kernel, row.stride, g_c, acts, depthwise, multipliers)
+    shift_groups = hidden // g_e if g_e != 1 else 1  # A2, after the depthwise (the authors' rule)
+    acts = (
+        slot("A1", hidden, g_e, r),
+        slot("A2", hidden, shift_groups, r),
+        slot("A3", row.out, g_c, r / 2 if row.out < hidden else r, max_slot=False),
+    )
+    return RegularBlock(in_ch, row.out, row.kernel, row.stride, hidden, g_e, g_c, acts, depthwise)
 
 
 def _resolve_config(config) -> MicroNetConfig:
