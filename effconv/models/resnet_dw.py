@@ -1,0 +1,97 @@
+"""ResNet with a depth-wise bottleneck and a swappable unit: the ResNet rows of DiCENet's Tables 1-3.
+
+Paper Sec. 3.4 and footnote 2: the bottleneck (He et al. 2016) is a 1x1 conv, a 3x3 conv and a 1x1 conv, with
+the 3x3 made depth-wise for efficiency, i.e. "a point-wise convolution followed by a separable convolution";
+the DiCE version replaces that separable conv by a DiCE unit. Appendix A: the network is DiCENet's skeleton
+with these blocks: 3x3 conv stride 2 (24) + BN + PReLU, 3x3 max-pool stride 2, three levels at 28 / 14 / 7 px
+(224 input) of one stride-2 block and 3 / 7 / 3 more, global pool, grouped 1x1 (4 groups, c4 -> 1024, no
+bias), dropout, classifier.
+
+Block (in -> out, bottleneck width mid = out / 4): first 1x1 in -> mid + BN + PReLU (``first_pointwise``:
+``pointwise`` or ``dimfuse``, Table 3), unit mid -> out with the block's stride (``conv=sep``: 3x3
+depth-wise + BN + ReLU, 1x1 + BN; ``conv=dice``: DiCE unit, a stride-2 one average-pools first), plus the
+shortcut (identity, or 1x1 conv with the stride + BN when the shape changes), then PReLU. ``spatial`` and
+``fusion`` select the Table 2 variants of the DiCE unit.
+
+Widths: mid = (32, 64, 128) x ``width_mult`` rounded to a multiple of 4, out = 4 mid. The authors released no
+code for this family (reference-architectures §1.1), so everything beyond the paper's sentences is our
+choice (PReLU as in the authors' other networks, the shortcut, the base widths). The widths of the paper's
+rows are found by search; rows, widths and landed MAdds are in conf/experiment/dicenet/table1.yaml (and
+table2/table3) and are pinned in tests/test_dice_families.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from effconv.models import register
+from effconv.models.dicenet import REPEATS, SkeletonNet
+from effconv.models.unit_host import host_unit, pair, strided
+from effconv.ops.common import ConvBnAct, make_divisible
+from effconv.ops.dice import first_pointwise
+
+BASE_MID = (32, 64, 128)
+
+
+class DepthwiseBottleneck(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, size, conv: str, first: str, variant):
+        super().__init__()
+        mid = out_ch // 4
+        self.reduce = first_pointwise(first, in_ch, mid)
+        self.unit = host_unit(conv, mid, out_ch, stride, size, variant, act=None)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = ConvBnAct(in_ch, out_ch, 1, stride, act=None)
+        self.act = nn.PReLU(out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.unit(self.reduce(x)) + self.shortcut(x))
+
+
+class ResNetDW(SkeletonNet):
+    """DiCENet's skeleton and head with depth-wise bottleneck blocks (see the module docstring)."""
+
+    def __init__(
+        self,
+        width_mult: float = 1.0,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        img_size: int | Sequence[int] = 224,
+        conv: str = "sep",
+        spatial: str | None = None,
+        fusion: str | None = None,
+        first_pointwise: str = "pointwise",
+        stem_channels: int = 24,
+        head_channels: int = 1024,
+        head_groups: int = 4,
+        drop_rate: float | None = None,
+    ):
+        super().__init__()
+        if width_mult <= 0:
+            raise ValueError(f"width_mult must be positive, got {width_mult}")
+        self.width_mult, self.img_size = width_mult, pair(img_size)
+        widths = [4 * make_divisible(m * width_mult, 4) for m in BASE_MID]
+        self.channels = (stem_channels, stem_channels, *widths, head_channels)
+        variant = {k: v for k, v in (("spatial", spatial), ("fusion", fusion)) if v is not None}
+        size = strided(strided(self.img_size))
+        self.level1 = ConvBnAct(in_chans, stem_channels, 3, 2, act=nn.PReLU)
+        self.level2 = nn.MaxPool2d(3, 2, 1)
+        in_ch = stem_channels
+        for index, (width, repeats) in enumerate(zip(widths, REPEATS)):
+            blocks = []
+            for i in range(repeats + 1):
+                blocks.append(
+                    DepthwiseBottleneck(
+                        in_ch, width, 2 if i == 0 else 1, size, conv, first_pointwise, variant
+                    )
+                )
+                size = strided(size) if i == 0 else size
+                in_ch = width
+            setattr(self, f"level{index + 3}", nn.Sequential(*blocks))
+        self._build_head(in_ch, head_channels, "grouped", head_groups, drop_rate, num_classes)
+
+
+register("resnet_dw", ResNetDW)
