@@ -18,9 +18,9 @@ reference-architectures §1, which this file follows:
   (``head=conv5``) = 1x1 conv c4 -> c5 + BN + PReLU -> global pool -> dropout (0.2 if s > 1) -> classifier.
 
 Widths: the authors' channel tables [c0, c1, c2, c3, c4, c5] (``DICENET_CHANNELS``, ``SHUFFLENET_CHANNELS``).
-Any other ``width_mult`` s uses this rule (ours; it reproduces the tables at s = 0.1, 0.2, 0.5, 1.0):
-c2 = 2 round(58 s) but at least 16, c3 = 2 c2, c4 = 4 c2, c0 = c1 = min(24, c2 / 2); c5 = 512 below s = 0.2,
-1280 above s = 2 (Table 8) and 1024 between (ShuffleNetV2: 2048 from s = 2).
+Any other ``width_mult`` s interpolates the table linearly between its neighbouring rows (extrapolates from
+the first or last two rows outside them): c0 = c1 and c2 rounded to even numbers, c3 = 2 c2, c4 = 4 c2, c5
+rounded to a multiple of 8 (our rule; the paper's "116 s" of Table 8 is not what the authors' table holds).
 
 ``img_size`` is the resolution the network is built for: DimConv's height- and width-wise weights depend on
 it (so does the parameter count). At any other input size the DiCE units resample (paper Sec. 3.3).
@@ -79,21 +79,29 @@ CHANNEL_TABLES = {"dicenet": DICENET_CHANNELS, "shufflenet": SHUFFLENET_CHANNELS
 
 
 def level_channels(width_mult: float, table: str = "dicenet") -> tuple[int, ...]:
-    """[c0, c1, c2, c3, c4, c5] at width ``width_mult``: the authors' table, else the documented rule."""
+    """[c0, c1, c2, c3, c4, c5] at width ``width_mult``: the authors' table, interpolated between its rows.
+
+    Between two rows (and beyond the first or last two) every width is interpolated linearly in s; c0 = c1
+    and c2 round to even numbers, c3 = 2 c2, c4 = 4 c2 (as in every row), c5 to a multiple of 8.
+    """
     if width_mult <= 0:
         raise ValueError(f"width_mult must be positive, got {width_mult}")
     if table not in CHANNEL_TABLES:
         raise ValueError(f"unknown channel table '{table}'; choose one of {', '.join(CHANNEL_TABLES)}")
-    for s, channels in CHANNEL_TABLES[table].items():
+    rows = sorted(CHANNEL_TABLES[table].items())
+    for s, channels in rows:
         if math.isclose(s, width_mult):
             return channels
-    c2 = max(16, 2 * round(58 * width_mult))
-    c0 = min(24, c2 // 2)
-    if table == "shufflenet":
-        c5 = 2048 if width_mult >= 2 else 1024
-    else:
-        c5 = 512 if width_mult < 0.2 else 1280 if width_mult > 2 else 1024
-    return c0, c0, c2, 2 * c2, 4 * c2, c5
+    upper = next((i for i, (s, _) in enumerate(rows) if s > width_mult), len(rows) - 1)
+    (s0, low), (s1, high) = rows[max(upper - 1, 0)], rows[max(upper, 1)]
+    t = (width_mult - s0) / (s1 - s0)
+
+    def interpolate(i: int, step: int) -> int:
+        return max(step, step * round((low[i] + t * (high[i] - low[i])) / step))
+
+    c2 = max(4, interpolate(2, 2))
+    c0 = min(interpolate(0, 2), c2 // 2)
+    return c0, c0, c2, 2 * c2, 4 * c2, interpolate(5, 8)
 
 
 class ChannelSplitBlock(nn.Module):

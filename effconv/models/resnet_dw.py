@@ -13,7 +13,9 @@ depth-wise + BN + ReLU, 1x1 + BN; ``conv=dice``: DiCE unit, a stride-2 one avera
 shortcut (identity, or 1x1 conv with the stride + BN when the shape changes), then PReLU. ``spatial`` and
 ``fusion`` select the Table 2 variants of the DiCE unit.
 
-Widths: mid = (32, 64, 128) x ``width_mult`` rounded to a multiple of 4, out = 4 mid. The authors released no
+Widths: mid = round(32 ``width_mult``) at level 3, doubled per level, out = 4 mid. Exact doubling keeps the
+gcd-grouped 3x3 of a DimFuse that replaces the first 1x1 (2 mid -> mid at a level's first block) at mid
+groups; widths rounded per level can leave it at 4 groups, nearly a dense 3x3. The authors released no
 code for this family (reference-architectures §1.1), so everything beyond the paper's sentences is our
 choice (PReLU as in the authors' other networks, the shortcut, the base widths). The widths of the paper's
 rows are found by search; rows, widths and landed MAdds are in conf/experiment/dicenet/table1.yaml (and
@@ -30,10 +32,10 @@ from torch import nn
 from effconv.models import register
 from effconv.models.dicenet import REPEATS, SkeletonNet
 from effconv.models.unit_host import host_unit, pair, strided
-from effconv.ops.common import ConvBnAct, make_divisible
+from effconv.ops.common import ConvBnAct
 from effconv.ops.dice import first_pointwise
 
-BASE_MID = (32, 64, 128)
+BASE_MID = 32  # bottleneck width of level 3 at width 1.0; it doubles per level
 
 
 class DepthwiseBottleneck(nn.Module):
@@ -73,7 +75,8 @@ class ResNetDW(SkeletonNet):
         if width_mult <= 0:
             raise ValueError(f"width_mult must be positive, got {width_mult}")
         self.width_mult, self.img_size = width_mult, pair(img_size)
-        widths = [4 * make_divisible(m * width_mult, 4) for m in BASE_MID]
+        mid = max(1, round(BASE_MID * width_mult))
+        widths = [4 * mid, 8 * mid, 16 * mid]
         self.channels = (stem_channels, stem_channels, *widths, head_channels)
         variant = {k: v for k, v in (("spatial", spatial), ("fusion", fusion)) if v is not None}
         size = strided(strided(self.img_size))
