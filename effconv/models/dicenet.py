@@ -26,6 +26,17 @@ rounded to a multiple of 8 (our rule; the paper's "116 s" of Table 8 is not what
 it (so does the parameter count). At any other input size the DiCE units resample (paper Sec. 3.3).
 
 Registered: ``dicenet_010 ... dicenet_240`` (s = 0.1 ... 2.4) and ``shufflenet_v2`` (conv=sep, s = 1.0).
+At 224 px and 1000 classes they equal the authors' models exactly (tests/test_dicenet.py), e.g. s = 1.0:
+1.8056 M params, 70.710 M MAdds; s = 2.4: 5.1136 M, 297.941 M.
+
+Widths of the paper's Table 1-3 rows on this skeleton, found by search
+(``python -m effconv.width_search``; rows in conf/experiment/dicenet/table{1,2,3}.yaml), MAdds at 224 px
+(paper FLOPs in brackets): ShuffleNetV2 SC (``shufflenet_v2``) 0.5 / 1.0 / 1.5 -> 40.48 [41] / 142.62 [146] /
+292.95 [292]; DU (DiCENet) 0.75 / 1.415 / 2.4 -> 46.83 [46] / 123.11 [122] / 297.94 [298]; Table 2
+DWise + SE 1.63 -> 138.80 [140], DWise + PW + SE 1.225 -> 147.66 [146], DWise + DimFuse 1.585 -> 137.89
+[139], DimConv + PW 0.81 -> 134.17 [135], DimConv + SE 1.555 -> 138.04 [138], DimConv + PW + SE 0.81 ->
+134.28 [135]; Table 3 R2 1.875 -> 76.75 [78], R3 2.765 -> 142.11 [140], R5 1.415 -> 72.00 [72], R6 2.52 ->
+127.17 [132].
 
 Deviations from the authors' code:
 

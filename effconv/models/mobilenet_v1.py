@@ -19,7 +19,7 @@ The paper's separable-conv rows are the published MobileNetV1 models (TF-slim): 
 Table 1), 0.75 at 160 px (65.3 %), 0.75 at 224 px (68.4 %); the same models at the same sizes are the rows
 here. The paper prints TF-slim's counts (41 / 162 / 317 M); ours follow the MobileNet paper's convention
 (325 M for 0.75 at 224). The DiCE rows have no published widths: found by search
-(``python -m effconv.models.width_search``) so that the MAdds land on the paper's FLOPs at 224 px, 1000
+(``python -m effconv.width_search``) so that the MAdds land on the paper's FLOPs at 224 px, 1000
 classes:
 
 | Table 1 row | paper FLOPs | width_mult (stem) | img_size | MAdds (M) | params (M) |

@@ -17,9 +17,30 @@ Widths: mid = round(32 ``width_mult``) at level 3, doubled per level, out = 4 mi
 gcd-grouped 3x3 of a DimFuse that replaces the first 1x1 (2 mid -> mid at a level's first block) at mid
 groups; widths rounded per level can leave it at 4 groups, nearly a dense 3x3. The authors released no
 code for this family (reference-architectures §1.1), so everything beyond the paper's sentences is our
-choice (PReLU as in the authors' other networks, the shortcut, the base widths). The widths of the paper's
-rows are found by search; rows, widths and landed MAdds are in conf/experiment/dicenet/table1.yaml (and
-table2/table3) and are pinned in tests/test_dice_families.py.
+choice (PReLU as in the authors' other networks, the shortcut, the base widths).
+
+Widths of the paper's rows, found by search (``python -m effconv.width_search``; rows in
+conf/experiment/dicenet/table{1,2,3}.yaml, checked in tests/test_dice_families.py), MAdds at 224 px, 1000
+classes (paper FLOPs in brackets):
+
+| row | width_mult (mid) | MAdds (M) | params (M) |
+|---|---|---|---|
+| T1 SC 25-60 [59]  | 0.625 (20)    |  59.93 (+1.6 %) | 1.496 |
+| T1 DU 25-60 [52]  | 0.65625 (21)  |  51.28 (-1.4 %) | 1.461 |
+| T1 SC 120-170 [142], T2 DWise + PW | 1.03125 (33) | 142.71 (+0.5 %) | 2.195 |
+| T1 DU 120-170 [122], T2 DiCE, T3 R4 | 1.15625 (37) | 122.43 (+0.4 %) | 2.169 |
+| T1 SC 270-320 [302] | 1.53125 (49) | 298.43 (-1.2 %) | 3.480 |
+| T1 DU 270-320 [300] | 1.9375 (62)  | 301.24 (+0.4 %) | 3.935 |
+| T2 DWise + SE [137] | 1.3125 (42)  | 134.70 (-1.7 %) | 2.364 |
+| T2 DWise + PW + SE [142] | 1.03125 (33) | 143.58 (+1.1 %) | 3.072 |
+| T2 DWise + DimFuse [136], T3 R1 | 1.25 (40) | 133.89 (-1.6 %) | 2.324 |
+| T2 DimConv + PW [132] | 0.71875 (23) | 131.56 (-0.3 %) | 2.067 |
+| T2 DimConv + SE [134] | 1.28125 (41) | 134.22 (+0.2 %) | 2.318 |
+| T2 DimConv + PW + SE [132] | 0.71875 (23) | 131.98 (-0.0 %) | 2.490 |
+| T3 R2 [78] | 1.40625 (45) |  76.43 (-2.0 %) | 2.846 |
+| T3 R3 [141] | 2.1875 (70) | 144.58 (+2.5 %) | 5.105 |
+| T3 R5 [72] | 1.3125 (42)  |  71.48 (-0.7 %) | 2.652 |
+| T3 R6 [129] | 2.0625 (66) | 127.80 (-0.9 %) | 4.703 |
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from torch import nn
 
 from effconv.ops import UNITS, create_unit
+from effconv.ops.dimconv import size_pair
 
 
 def _accepts(name: str, option: str) -> bool:
@@ -62,9 +63,5 @@ def strided(size: Sequence[int]) -> tuple[int, int]:
 
 
 def pair(size) -> tuple[int, int]:
-    """``img_size`` knob: an int or (height, width)."""
-    if isinstance(size, int):
-        return size, size
-    if len(size) != 2:
-        raise ValueError(f"img_size must be an int or (height, width), got {size!r}")
-    return int(size[0]), int(size[1])
+    """The ``img_size`` knob: an int or (height, width)."""
+    return size_pair(size, "img_size")

@@ -39,7 +39,7 @@ from torch import nn
 
 from effconv.ops import register_unit
 from effconv.ops.common import ConvBnAct
-from effconv.ops.dimconv import DimensionWiseConv, _size_pair
+from effconv.ops.dimconv import DimensionWiseConv, size_pair
 
 SPATIAL_KINDS = ("dimconv", "depthwise")
 FUSION_KINDS = ("dimfuse", "pointwise", "se", "pointwise_se")
@@ -173,7 +173,7 @@ class DiceUnit(nn.Module):
             raise ValueError(f"the dice unit supports stride 1 or 2, got {stride}")
         if not isinstance(kernel_size, int):
             raise ValueError(f"the dice unit takes one kernel size, got {kernel_size!r}")
-        height, width = _size_pair(input_size) if input_size is not None else (None, None)
+        height, width = size_pair(input_size) if input_size is not None else (None, None)
         self.pool = nn.AvgPool2d(3, 2, 1) if stride == 2 else nn.Identity()
         if stride == 2 and height is not None:
             height, width = (height + 1) // 2, (width + 1) // 2

@@ -102,7 +102,7 @@ class DimensionWiseConv(nn.Module):
 
     def __init__(self, channels: int, input_size: Sequence[int], kernel_size: int = 3, resample: bool = True):
         super().__init__()
-        height, width = _size_pair(input_size)
+        height, width = size_pair(input_size)
         if kernel_size % 2 != 1:
             raise ValueError(f"DimConv needs an odd kernel size, got {kernel_size}")
         self.channels, self.height, self.width = channels, height, width
@@ -162,11 +162,12 @@ class DimensionWiseConv(nn.Module):
         return n * self.kernel_size**2 * c * (height * width + self.height * width + height * self.width)
 
 
-def _size_pair(size) -> tuple[int, int]:
+def size_pair(size, name: str = "input_size") -> tuple[int, int]:
+    """An int or (height, width) as a pair of ints."""
     if isinstance(size, int):
         return size, size
     if size is None or len(size) != 2:
-        raise ValueError(f"input_size must be (height, width), got {size!r}")
+        raise ValueError(f"{name} must be an int or (height, width), got {size!r}")
     return int(size[0]), int(size[1])
 
 

@@ -4,7 +4,7 @@ The DiCENet paper compares units "at similar FLOPs" (Tables 1-3) without publish
 them by search: bisection on ``width_mult`` (cost grows with width, up to channel rounding), then a scan of
 the neighbourhood on a fixed grid for the width whose MAdds are closest to the target.
 
-    python -m effconv.models.width_search resnet_dw 122 conv=dice [img_size=224] [--grid 0.005]
+    python -m effconv.width_search resnet_dw 122 conv=dice [img_size=224] [--grid 0.005]
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def find_width(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m effconv.models.width_search",
+        prog="python -m effconv.width_search",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
