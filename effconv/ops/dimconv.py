@@ -1,0 +1,176 @@
+"""Dimension-wise convolution (DimConv), DiCENet paper Sec. 3.1 and Fig. 3 (Mehta et al., TPAMI).
+
+Three n x n filters run on the same input X (C x H x W):
+
+* depth-wise: C kernels, one per channel, sliding over the (H, W) plane (a plain depth-wise conv);
+* height-wise: H kernels, one per row, sliding over the (C, W) plane;
+* width-wise: W kernels, one per column, sliding over the (H, C) plane.
+
+As in the authors' code (EdgeNets ``nn_layers/dice.py``), the height- and width-wise filters are grouped
+2-D convolutions with H (or W) groups on the tensor with the channel axis swapped for the height (or width)
+axis. Their weights therefore depend on the resolution the unit is built for (``input_size``): the weight
+count is n^2 (C + H + W) and the cost n^2 C H W per branch. The three responses of every channel are
+interleaved, (d_0, h_0, w_0, d_1, ...), which is the paper's concatenation "such that the first spatial plane
+of Y_D, Y_W and Y_H are put together", then BN + PReLU over the 3C channels.
+
+Input-size adaptivity (paper Sec. 3.3, Fig. 5; authors' forward): at a runtime height different from the
+build height, the height-wise branch resamples its input along the height to the build height (bilinear with
+align_corners=True when the runtime height is smaller, adaptive average pooling when it is larger), convolves,
+and resamples its output back the same way; the width-wise branch does the same along the width. The
+resampling is not counted in MAdds (it is not in the authors' count either); the convolutions are, at the size
+they actually run.
+
+Two formulations share one set of parameters:
+
+* ``forward`` avoids the copies of the authors' formulation (performance-notes 6.2: the copies, not the
+  convolutions, make DimConv 5-9x one depth-wise conv). For an NCHW input the width-wise branch runs on a
+  zero-copy channels_last view (N, W, C, H); for a channels_last input the height-wise branch runs on the
+  contiguous view (N, H, W, C); kernels are transposed accordingly (9 values per row or column). The three
+  outputs are interleaved by a single ``torch.stack`` in the input's layout, which replaces the
+  concatenation and the group-3 channel shuffle of the reference.
+* ``forward_reference`` is the authors' formulation: explicit transposes with ``.contiguous()``, three convs,
+  concatenation [depth, height, width], group-3 channel shuffle. Kept for the equivalence test.
+
+BN and PReLU are per channel, so applying them after the shuffle (both formulations here) equals the
+authors' order (BN + PReLU, then shuffle) with the parameters permuted accordingly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from effconv.ops.common import channel_shuffle
+
+
+def resample_axis(x: torch.Tensor, size: int, axis: int) -> torch.Tensor:
+    """Resize ``x`` along height (axis 2) or width (axis 3) only, the authors' way.
+
+    Up: bilinear, align_corners=True. Down: adaptive average pooling. Unchanged when the size matches.
+    """
+    current = x.shape[axis]
+    if current == size:
+        return x
+    target = (size, x.shape[3]) if axis == 2 else (x.shape[2], size)
+    if current < size:
+        return F.interpolate(x, size=target, mode="bilinear", align_corners=True)
+    return F.adaptive_avg_pool2d(x, target)
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def height_wise_conv(x: torch.Tensor, weight: torch.Tensor, padding: int) -> torch.Tensor:
+    """Per-row n x n conv over the (C, W) plane; ``weight`` (H, 1, n_C, n_W) as in the authors' layout."""
+    rows = weight.shape[0]
+    if _is_channels_last(x):
+        # NHWC storage viewed as (N, H, W, C) is contiguous: convolve there with the kernel's axes swapped
+        out = F.conv2d(x.permute(0, 2, 3, 1), weight.transpose(2, 3), padding=padding, groups=rows)
+        return out.permute(0, 3, 1, 2)
+    return F.conv2d(x.transpose(1, 2), weight, padding=padding, groups=rows).transpose(1, 2)
+
+
+def width_wise_conv(x: torch.Tensor, weight: torch.Tensor, padding: int) -> torch.Tensor:
+    """Per-column n x n conv over the (H, C) plane; ``weight`` (W, 1, n_H, n_C) as in the authors' layout."""
+    cols = weight.shape[0]
+    if x.is_contiguous():
+        # NCHW storage viewed as (N, W, C, H) is channels_last: convolve there with the kernel's axes swapped
+        out = F.conv2d(x.permute(0, 3, 1, 2), weight.transpose(2, 3), padding=padding, groups=cols)
+        return out.permute(0, 2, 3, 1)
+    return F.conv2d(x.transpose(1, 3), weight, padding=padding, groups=cols).transpose(1, 3)
+
+
+def interleave(depth: torch.Tensor, height: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) x 3 -> (N, 3C, H, W) ordered (d_0, h_0, w_0, d_1, ...), in the layout of ``depth``."""
+    n, c, h, w = depth.shape
+    if _is_channels_last(depth):
+        nhwc = torch.stack([t.permute(0, 2, 3, 1) for t in (depth, height, width)], dim=4)
+        return nhwc.reshape(n, h, w, 3 * c).permute(0, 3, 1, 2)
+    return torch.stack((depth, height, width), dim=2).reshape(n, 3 * c, h, w)
+
+
+class DimensionWiseConv(nn.Module):
+    """DimConv: C -> 3C interleaved channels (depth-, height-, width-wise n x n), then BN + PReLU.
+
+    ``input_size`` (H, W) is the resolution the unit is built for; ``resample=False`` makes a runtime size
+    that differs from it an error instead of resampling (paper Sec. 3.3).
+    """
+
+    def __init__(self, channels: int, input_size: Sequence[int], kernel_size: int = 3, resample: bool = True):
+        super().__init__()
+        height, width = size_pair(input_size)
+        if kernel_size % 2 != 1:
+            raise ValueError(f"DimConv needs an odd kernel size, got {kernel_size}")
+        self.channels, self.height, self.width = channels, height, width
+        self.kernel_size, self.resample = kernel_size, resample
+        k = kernel_size
+        self.weight_depth = nn.Parameter(torch.empty(channels, 1, k, k))
+        self.weight_height = nn.Parameter(torch.empty(height, 1, k, k))  # kernel over (C, W)
+        self.weight_width = nn.Parameter(torch.empty(width, 1, k, k))  # kernel over (H, C)
+        self.norm = nn.BatchNorm2d(3 * channels)
+        self.act = nn.PReLU(3 * channels)
+        for weight in (self.weight_depth, self.weight_height, self.weight_width):
+            # the authors' init (Kaiming normal, fan_out of the grouped conv's weight tensor)
+            nn.init.kaiming_normal_(weight, mode="fan_out")
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, input_size=({self.height}, {self.width}), kernel_size={self.kernel_size}"
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.shape[1] != self.channels:
+            raise ValueError(f"DimConv built for {self.channels} channels got {x.shape[1]}")
+        if not self.resample and tuple(x.shape[2:]) != (self.height, self.width):
+            raise ValueError(
+                f"DimConv built for {self.height}x{self.width} got {x.shape[2]}x{x.shape[3]} "
+                "with resample=False"
+            )
+
+    def branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self._check(x)
+        pad = self.kernel_size // 2
+        height, width = x.shape[2:]
+        depth = F.conv2d(x, self.weight_depth, padding=pad, groups=self.channels)
+        h = height_wise_conv(resample_axis(x, self.height, 2), self.weight_height, pad)
+        w = width_wise_conv(resample_axis(x, self.width, 3), self.weight_width, pad)
+        return depth, resample_axis(h, height, 2), resample_axis(w, width, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(interleave(*self.branches(x))))
+
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The authors' formulation: transposes with contiguous copies, concat, group-3 shuffle."""
+        self._check(x)
+        pad = self.kernel_size // 2
+        height, width = x.shape[2:]
+        depth = F.conv2d(x, self.weight_depth, padding=pad, groups=self.channels)
+        xh = resample_axis(x, self.height, 2).transpose(1, 2).contiguous()
+        h = F.conv2d(xh, self.weight_height, padding=pad, groups=self.height).transpose(1, 2).contiguous()
+        xw = resample_axis(x, self.width, 3).transpose(1, 3).contiguous()
+        w = F.conv2d(xw, self.weight_width, padding=pad, groups=self.width).transpose(1, 3).contiguous()
+        h, w = resample_axis(h, height, 2), resample_axis(w, width, 3)
+        out = channel_shuffle(torch.cat((depth, h, w), dim=1), 3)
+        return self.act(self.norm(out))
+
+    def madds(self, inputs, output) -> int:
+        """MAdds of the three functional convs at the sizes they run (resampled branches: the build size)."""
+        n, c, height, width = inputs[0].shape
+        # the height-wise branch runs at (build height x runtime width), the width-wise one the other way
+        return n * self.kernel_size**2 * c * (height * width + self.height * width + height * self.width)
+
+
+def size_pair(size, name: str = "input_size") -> tuple[int, int]:
+    """An int or (height, width) as a pair of ints."""
+    if isinstance(size, int):
+        return size, size
+    if size is None or len(size) != 2:
+        raise ValueError(f"{name} must be an int or (height, width), got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def dimconv_cost(channels: int, height: int, width: int, kernel_size: int = 3) -> int:
+    """DimConv MAdds at its build size: n^2 C H W per branch, three branches (paper Sec. 3.1)."""
+    return 3 * kernel_size**2 * channels * height * width
