@@ -8,11 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+# idle OpenMP threads sleep instead of spinning: on a busy machine spinning threads stall each other (10-100x)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # CI has 2 quiet cores; on a shared machine EFFCONV_TEST_THREADS=1 avoids OpenMP oversubscription stalls
+import torch  # noqa: E402  (after the OpenMP environment is set)
+
 torch.set_num_threads(int(os.environ.get("EFFCONV_TEST_THREADS", "2")))
 
 REPO = Path(__file__).resolve().parent.parent
