@@ -68,6 +68,18 @@ def check_labels(labels: torch.Tensor, num_classes: int, where: str) -> None:
         )
 
 
+def check_output_size(transform, sample: torch.Tensor, data_cfg, train: bool) -> None:
+    """The preset must give the size the model is built (and profiled) for: img_size, or eval_size."""
+    expected = data_cfg.img_size if train else (data_cfg.eval_size or data_cfg.img_size)
+    shape = tuple(transform(sample, torch.Generator().manual_seed(0)).shape[-2:])
+    if shape != (expected, expected):
+        key = "train_transform" if train else "eval_transform"
+        preset = getattr(data_cfg, key)
+        raise UserError(f"data.{key}={preset} turns the {sample.shape[-2]}x{sample.shape[-1]} images of "
+                        f"{data_cfg.name} into {shape[0]}x{shape[1]}, but data.{'img_size' if train else 'eval_size'}"
+                        f"={expected}; set that size or pick a resizing preset (random_resized_crop_flip, center_crop)")
+
+
 @dataclass
 class Loaders:
     train: object
@@ -89,8 +101,10 @@ def build(data_cfg, batch_size: int, eval_batch_size: int, device: torch.device,
         if isinstance(data, ImageArrays):
             check_labels(data.labels, data_cfg.num_classes, f"{data_cfg.name} {split}")
             preset = data_cfg.train_transform if train else data_cfg.eval_transform
+            transform = batch_transform(preset, data_cfg, train)
+            check_output_size(transform, data.images[:2], data_cfg, train)
             loader = InMemoryLoader(data.images, data.labels, batch_size if train else eval_batch_size,
-                                    transform=batch_transform(preset, data_cfg, train), train=train, **common)
+                                    transform=transform, train=train, **common)
             classes = data.classes
         else:
             from effconv.data.streaming import StreamingLoader
