@@ -7,9 +7,9 @@ writes a copy of ``<format>`` (cifar10, cifar100, svhn, stl10, tiny_imagenet, im
 ``data.root=<dir>`` reads it, and prints the command line to train on it. Each file is written as published
 (specs/datasets.md): CIFAR as Python-2 protocol-2 pickles with Python-2 string opcodes, SVHN as compressed
 MATLAB v5 with X[row, col, channel, n] and label 10 for the digit 0, STL-10 as raw column-major planes with
-1-based labels, Tiny-ImageNet and ImageNet as JPEG trees (unsorted wnids.txt, val_annotations.txt, flat val with
-a devkit whose class IDs are not in sorted-wnid order, greyscale/CMYK/PNG-inside-.JPEG files), ImageNet32 as
-Python-3 pickles or npz with 1-based labels.
+1-based labels, Tiny-ImageNet and ImageNet as JPEG trees (unsorted wnids.txt, val_annotations.txt, flat val
+with a devkit whose class IDs are not in sorted-wnid order, greyscale/CMYK/PNG-inside-.JPEG files),
+ImageNet32 as Python-3 pickles or npz with 1-based labels.
 
 Every image shows its class (a class colour and a grating whose orientation and frequency depend on the
 class, plus noise), so a network can learn the copy, and an asymmetric marker: a pure red block in the
@@ -19,7 +19,6 @@ top-right corner. A reader that transposes, flips or swaps channels moves or rec
 from __future__ import annotations
 
 import argparse
-import io
 import pickle
 import shutil
 import struct
@@ -32,8 +31,15 @@ import numpy as np
 
 MARKER_RGB = (255, 0, 0)
 FORMATS = ("cifar10", "cifar100", "svhn", "stl10", "tiny_imagenet", "imagenet", "imagenet32")
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "stl10": 10, "tiny_imagenet": 200, "imagenet": 1000,
-               "imagenet32": 1000}
+NUM_CLASSES = {
+    "cifar10": 10,
+    "cifar100": 100,
+    "svhn": 10,
+    "stl10": 10,
+    "tiny_imagenet": 200,
+    "imagenet": 1000,
+    "imagenet32": 1000,
+}
 
 
 @dataclass
@@ -51,9 +57,10 @@ class Written:
 
 
 # ---------------------------------------------------------------------------------------------------- pixels
-def class_images(labels: np.ndarray, height: int, width: int, num_classes: int, rng: np.random.Generator,
-                 marker: int) -> np.ndarray:
-    """uint8 (N, 3, H, W): class colour + class-oriented grating + noise, red marker block at the top right."""
+def class_images(
+    labels: np.ndarray, height: int, width: int, num_classes: int, rng: np.random.Generator, marker: int
+) -> np.ndarray:
+    """uint8 (N, 3, H, W): class colour + class-oriented grating + noise, red block at the top right."""
     n = len(labels)
     palette = np.random.default_rng(12345).integers(40, 216, size=(max(num_classes, 1), 3))
     angle = (labels * 2.399963) % np.pi  # golden-angle steps: neighbouring classes differ in orientation
@@ -61,9 +68,16 @@ def class_images(labels: np.ndarray, height: int, width: int, num_classes: int, 
     ys, xs = np.mgrid[0:height, 0:width]
     ys, xs = ys / height, xs / width
     phase = rng.uniform(0, 2 * np.pi, size=n)
-    wave = np.sin(2 * np.pi * freq[:, None, None] * (np.cos(angle)[:, None, None] * xs + np.sin(angle)[:, None, None]
-                                                    * ys) + phase[:, None, None])
-    images = palette[labels][:, :, None, None] + 45 * wave[:, None] + rng.normal(0, 12, size=(n, 3, height, width))
+    wave = np.sin(
+        2
+        * np.pi
+        * freq[:, None, None]
+        * (np.cos(angle)[:, None, None] * xs + np.sin(angle)[:, None, None] * ys)
+        + phase[:, None, None]
+    )
+    images = (
+        palette[labels][:, :, None, None] + 45 * wave[:, None] + rng.normal(0, 12, size=(n, 3, height, width))
+    )
     images = np.clip(images, 0, 255).astype(np.uint8)
     images[:, :, :marker, width - marker :] = np.array(MARKER_RGB, dtype=np.uint8)[None, :, None, None]
     return images
@@ -111,8 +125,9 @@ def dump_python2(obj, path: Path) -> None:
         _Python2Pickler(f, protocol=2).dump(obj)
 
 
-def write_cifar(root: Path, name: str, per_class: int, eval_per_class: int, classes: int,
-                rng: np.random.Generator) -> Written:
+def write_cifar(
+    root: Path, name: str, per_class: int, eval_per_class: int, classes: int, rng: np.random.Generator
+) -> Written:
     folder = root / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
     folder.mkdir(parents=True, exist_ok=True)
     train, test = balanced_labels(classes, per_class, rng), balanced_labels(classes, eval_per_class, rng)
@@ -120,8 +135,12 @@ def write_cifar(root: Path, name: str, per_class: int, eval_per_class: int, clas
 
     def batch(labels, title):
         images = class_images(labels, 32, 32, classes, rng, 4)
-        entry = {"batch_label": title, label_key: [int(x) for x in labels], "data": images.reshape(len(labels), -1),
-                 "filenames": [f"img_{i:05d}.png" for i in range(len(labels))]}
+        entry = {
+            "batch_label": title,
+            label_key: [int(x) for x in labels],
+            "data": images.reshape(len(labels), -1),
+            "filenames": [f"img_{i:05d}.png" for i in range(len(labels))],
+        }
         if name == "cifar100":
             entry["coarse_labels"] = [int(x) // 5 for x in labels]
         return entry
@@ -130,19 +149,31 @@ def write_cifar(root: Path, name: str, per_class: int, eval_per_class: int, clas
         for i, part in enumerate(np.array_split(train, 5), start=1):
             dump_python2(batch(part, f"training batch {i} of 5"), folder / f"data_batch_{i}")
         dump_python2(batch(test, "testing batch 1 of 1"), folder / "test_batch")
-        dump_python2({"num_cases_per_batch": len(train) // 5, "label_names": [f"class{i}" for i in range(classes)],
-                      "num_vis": 3072}, folder / "batches.meta")
+        dump_python2(
+            {
+                "num_cases_per_batch": len(train) // 5,
+                "label_names": [f"class{i}" for i in range(classes)],
+                "num_vis": 3072,
+            },
+            folder / "batches.meta",
+        )
     else:
         dump_python2(batch(train, "training batch 1 of 1"), folder / "train")
         dump_python2(batch(test, "testing batch 1 of 1"), folder / "test")
-        dump_python2({"fine_label_names": [f"fine{i}" for i in range(classes)],
-                      "coarse_label_names": [f"coarse{i}" for i in range(20)]}, folder / "meta")
+        dump_python2(
+            {
+                "fine_label_names": [f"fine{i}" for i in range(classes)],
+                "coarse_label_names": [f"coarse{i}" for i in range(20)],
+            },
+            folder / "meta",
+        )
     (folder / "readme.html").write_text("<html>generated test copy</html>\n")
     return Written(name, root, classes, {"train": train, "test": test}, size=32)
 
 
-def write_imagenet32(root: Path, per_class: int, eval_per_class: int, classes: int, rng: np.random.Generator,
-                     npz: bool = False) -> Written:
+def write_imagenet32(
+    root: Path, per_class: int, eval_per_class: int, classes: int, rng: np.random.Generator, npz: bool = False
+) -> Written:
     suffix = "_npz" if npz else ""
     train, val = balanced_labels(classes, per_class, rng), balanced_labels(classes, eval_per_class, rng)
     train_dir, val_dir = root / f"Imagenet32_train{suffix}", root / f"Imagenet32_val{suffix}"
@@ -163,15 +194,19 @@ def write_imagenet32(root: Path, per_class: int, eval_per_class: int, classes: i
 
     for i in range(10):
         part = slice(bounds[i], bounds[i + 1])
-        save({"data": images[part], "labels": [int(x) + 1 for x in train[part]], "mean": mean},
-             train_dir / f"train_data_batch_{i + 1}")
+        save(
+            {"data": images[part], "labels": [int(x) + 1 for x in train[part]], "mean": mean},
+            train_dir / f"train_data_batch_{i + 1}",
+        )
     val_images = class_images(val, 32, 32, classes, rng, 4).reshape(len(val), -1)
     save({"data": val_images, "labels": [int(x) + 1 for x in val]}, val_dir / "val_data")
     return Written("imagenet32", root, classes, {"train": train, "val": val}, size=32)
 
 
 # --------------------------------------------------------------------------------------------- binary / .mat
-def write_svhn(root: Path, per_class: int, eval_per_class: int, classes: int, rng: np.random.Generator) -> Written:
+def write_svhn(
+    root: Path, per_class: int, eval_per_class: int, classes: int, rng: np.random.Generator
+) -> Written:
     import scipy.io
 
     root.mkdir(parents=True, exist_ok=True)
@@ -180,13 +215,18 @@ def write_svhn(root: Path, per_class: int, eval_per_class: int, classes: int, rn
         digits = balanced_labels(10, count, rng)
         images = class_images(digits, 32, 32, 10, rng, 4)
         on_disk = np.where(digits == 0, 10, digits).astype(np.uint8)[:, None]  # label 10 is the digit 0
-        scipy.io.savemat(root / f"{split}_32x32.mat", {"X": np.ascontiguousarray(images.transpose(2, 3, 1, 0)),
-                                                        "y": on_disk}, do_compression=True)
+        scipy.io.savemat(
+            root / f"{split}_32x32.mat",
+            {"X": np.ascontiguousarray(images.transpose(2, 3, 1, 0)), "y": on_disk},
+            do_compression=True,
+        )
         labels[split] = digits
     return Written("svhn", root, 10, labels, size=32)
 
 
-def write_stl10(root: Path, per_class: int, eval_per_class: int, classes: int, rng: np.random.Generator) -> Written:
+def write_stl10(
+    root: Path, per_class: int, eval_per_class: int, classes: int, rng: np.random.Generator
+) -> Written:
     folder = root / "stl10_binary"
     folder.mkdir(parents=True, exist_ok=True)
     labels = {}
@@ -196,7 +236,9 @@ def write_stl10(root: Path, per_class: int, eval_per_class: int, classes: int, r
         images.transpose(0, 1, 3, 2).tofile(folder / f"{split}_X.bin")  # each plane column-major
         (y + 1).astype(np.uint8).tofile(folder / f"{split}_y.bin")
         labels[split] = y
-    class_images(rng.integers(0, 10, 4), 96, 96, 10, rng, 8).transpose(0, 1, 3, 2).tofile(folder / "unlabeled_X.bin")
+    class_images(rng.integers(0, 10, 4), 96, 96, 10, rng, 8).transpose(0, 1, 3, 2).tofile(
+        folder / "unlabeled_X.bin"
+    )
     names = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
     (folder / "class_names.txt").write_text("\n".join(names) + "\n")
     n_train = len(labels["train"])
@@ -215,10 +257,13 @@ def save_image(array_chw: np.ndarray, path: Path, mode: str = "RGB", fmt: str = 
     image.save(path, fmt, **({"quality": 92} if fmt == "JPEG" else {}))
 
 
-def write_tiny_imagenet(root: Path, per_class: int, eval_per_class: int, classes: int,
-                        rng: np.random.Generator) -> Written:
+def write_tiny_imagenet(
+    root: Path, per_class: int, eval_per_class: int, classes: int, rng: np.random.Generator
+) -> Written:
     base = root / "tiny-imagenet-200"
-    wnids = fake_wnids(classes, rng)  # file order, not sorted: the reader must use one mapping for both splits
+    wnids = fake_wnids(
+        classes, rng
+    )  # file order, not sorted: the reader must use one mapping for both splits
     index = {w: i for i, w in enumerate(sorted(wnids))}
     (base / "train").mkdir(parents=True, exist_ok=True)
     (base / "wnids.txt").write_text("\n".join(wnids) + "\n")
@@ -250,8 +295,9 @@ def write_tiny_imagenet(root: Path, per_class: int, eval_per_class: int, classes
     for i, image in enumerate(class_images(rng.integers(0, classes, 3), 64, 64, classes, rng, 16)):
         save_image(image, base / "test" / "images" / f"test_{i}.JPEG")
     train = np.repeat(np.arange(classes), per_class)
-    return Written("tiny_imagenet", root, classes, {"train": train, "val": val}, size=64, marker=16,
-                   special=special)
+    return Written(
+        "tiny_imagenet", root, classes, {"train": train, "val": val}, size=64, marker=16, special=special
+    )
 
 
 def _meta_mat(path, wnids_by_id: list[str], rng: np.random.Generator) -> None:
@@ -259,20 +305,42 @@ def _meta_mat(path, wnids_by_id: list[str], rng: np.random.Generator) -> None:
     import scipy.io
 
     inner = fake_wnids(3, rng)
-    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
-              "num_train_images"]
+    fields = [
+        "ILSVRC2012_ID",
+        "WNID",
+        "words",
+        "gloss",
+        "num_children",
+        "children",
+        "wordnet_height",
+        "num_train_images",
+    ]
     synsets = np.empty((len(wnids_by_id) + len(inner), 1), dtype=[(f, "O") for f in fields])
     for i, wnid in enumerate(wnids_by_id + inner):
         leaf = i < len(wnids_by_id)
         children = np.zeros((1, 0)) if leaf else np.array([[1, 2]], dtype=np.uint16)
-        synsets[i, 0] = (np.array([[i + 1]], dtype=np.uint16), np.array([wnid]), np.array([f"words {i}"]),
-                         np.array(["gloss"]), np.array([[0 if leaf else 2]], dtype=np.uint8), children,
-                         np.array([[0 if leaf else 1]], dtype=np.uint8), np.array([[1300]], dtype=np.uint16))
+        synsets[i, 0] = (
+            np.array([[i + 1]], dtype=np.uint16),
+            np.array([wnid]),
+            np.array([f"words {i}"]),
+            np.array(["gloss"]),
+            np.array([[0 if leaf else 2]], dtype=np.uint8),
+            children,
+            np.array([[0 if leaf else 1]], dtype=np.uint8),
+            np.array([[1300]], dtype=np.uint16),
+        )
     scipy.io.savemat(path, {"synsets": synsets})
 
 
-def write_imagenet(root: Path, per_class: int, eval_per_class: int, classes: int, rng: np.random.Generator,
-                   flat_val: bool = False, devkit_tar: bool = False) -> Written:
+def write_imagenet(
+    root: Path,
+    per_class: int,
+    eval_per_class: int,
+    classes: int,
+    rng: np.random.Generator,
+    flat_val: bool = False,
+    devkit_tar: bool = False,
+) -> Written:
     wnids = sorted(fake_wnids(classes, rng))  # label = index in sorted order
     special = {}
     train_labels = []
@@ -320,13 +388,26 @@ def write_imagenet(root: Path, per_class: int, eval_per_class: int, classes: int
         val_labels = val  # sorted file names = generation order
     else:
         val_labels = np.array(sorted(val.tolist()))  # class folders in sorted-wnid order
-    return Written("imagenet", root, classes, {"train": np.array(train_labels), "val": val_labels}, marker=16,
-                   special=special)
+    return Written(
+        "imagenet",
+        root,
+        classes,
+        {"train": np.array(train_labels), "val": val_labels},
+        marker=16,
+        special=special,
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ entry
-def write(name: str, root, per_class: int = 10, eval_per_class: int | None = None, classes: int | None = None,
-          seed: int = 0, **options) -> Written:
+def write(
+    name: str,
+    root,
+    per_class: int = 10,
+    eval_per_class: int | None = None,
+    classes: int | None = None,
+    seed: int = 0,
+    **options,
+) -> Written:
     """Write a copy of format ``name`` under ``root`` (the future data.root)."""
     if name not in FORMATS:
         raise ValueError(f"unknown format {name}; choose from {', '.join(FORMATS)}")
@@ -337,13 +418,20 @@ def write(name: str, root, per_class: int = 10, eval_per_class: int | None = Non
         raise ValueError(f"{name} always has 10 classes")
     if name in ("cifar10", "cifar100"):
         return write_cifar(root, name, per_class, eval_per_class, classes, rng)
-    writer = {"svhn": write_svhn, "stl10": write_stl10, "tiny_imagenet": write_tiny_imagenet,
-              "imagenet": write_imagenet, "imagenet32": write_imagenet32}[name]
+    writer = {
+        "svhn": write_svhn,
+        "stl10": write_stl10,
+        "tiny_imagenet": write_tiny_imagenet,
+        "imagenet": write_imagenet,
+        "imagenet32": write_imagenet32,
+    }[name]
     return writer(root, per_class, eval_per_class, classes, rng, **options)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.data_formats", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.data_formats", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("format", choices=FORMATS)
     parser.add_argument("dir", type=Path, help="where to write; pass it as data.root")
     parser.add_argument("--per-class", type=int, default=10, help="training images per class")
@@ -359,10 +447,14 @@ def main(argv: list[str] | None = None) -> int:
         options = {"flat_val": args.flat_val, "devkit_tar": args.devkit_tar}
     elif args.format == "imagenet32":
         options = {"npz": args.npz}
-    written = write(args.format, args.dir, args.per_class, args.eval_per_class, args.classes, args.seed, **options)
+    written = write(
+        args.format, args.dir, args.per_class, args.eval_per_class, args.classes, args.seed, **options
+    )
     counts = ", ".join(f"{split} {len(labels)}" for split, labels in written.labels.items())
     print(f"wrote {args.format} ({written.num_classes} classes; {counts}) under {written.root}")
-    extra = "" if written.num_classes == NUM_CLASSES[args.format] else f" data.num_classes={written.num_classes}"
+    extra = (
+        "" if written.num_classes == NUM_CLASSES[args.format] else f" data.num_classes={written.num_classes}"
+    )
     print(f"train on it: python train.py data={args.format} data.root={written.root}{extra}")
     return 0
 

@@ -6,7 +6,7 @@ import copy
 import functools
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _composed(name: str):
     from effconv.config import compose
 

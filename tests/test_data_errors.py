@@ -14,21 +14,35 @@ from effconv.errors import UserError
 from tests.data_formats import write
 from tests.data_helpers import data_cfg
 
-# format -> (the published top-level item under data.root, a split file to remove, writer args, config changes)
+# format -> (published top-level item under data.root, a split file to remove, writer args, config changes)
 LAYOUT = {
-    "cifar10": ("cifar-10-batches-py", "cifar-10-batches-py/data_batch_3", dict(per_class=1), {}),
-    "cifar100": ("cifar-100-python", "cifar-100-python/test", dict(per_class=1), {}),
-    "svhn": (None, "test_32x32.mat", dict(per_class=1), {}),
-    "stl10": ("stl10_binary", "stl10_binary/test_y.bin", dict(per_class=1), {}),
-    "tiny_imagenet": ("tiny-imagenet-200", "tiny-imagenet-200/val/val_annotations.txt",
-                      dict(per_class=2, classes=4), {"num_classes": 4}),
-    "imagenet32": ("Imagenet32_train", "Imagenet32_train/train_data_batch_7", dict(per_class=1, classes=20),
-                   {"num_classes": 20}),
-    "imagenet": ("train", "val", dict(per_class=2, classes=4), {"num_classes": 4}),
+    "cifar10": ("cifar-10-batches-py", "cifar-10-batches-py/data_batch_3", {"per_class": 1}, {}),
+    "cifar100": ("cifar-100-python", "cifar-100-python/test", {"per_class": 1}, {}),
+    "svhn": (None, "test_32x32.mat", {"per_class": 1}, {}),
+    "stl10": ("stl10_binary", "stl10_binary/test_y.bin", {"per_class": 1}, {}),
+    "tiny_imagenet": (
+        "tiny-imagenet-200",
+        "tiny-imagenet-200/val/val_annotations.txt",
+        {"per_class": 2, "classes": 4},
+        {"num_classes": 4},
+    ),
+    "imagenet32": (
+        "Imagenet32_train",
+        "Imagenet32_train/train_data_batch_7",
+        {"per_class": 1, "classes": 20},
+        {"num_classes": 20},
+    ),
+    "imagenet": ("train", "val", {"per_class": 2, "classes": 4}, {"num_classes": 4}),
 }
-ENV = {"cifar10": "EFFCONV_CIFAR10_ROOT", "cifar100": "EFFCONV_CIFAR100_ROOT", "svhn": "EFFCONV_SVHN_ROOT",
-       "stl10": "EFFCONV_STL10_ROOT", "tiny_imagenet": "EFFCONV_TINY_IMAGENET_ROOT",
-       "imagenet32": "EFFCONV_IMAGENET32_ROOT", "imagenet": "EFFCONV_IMAGENET_ROOT"}
+ENV = {
+    "cifar10": "EFFCONV_CIFAR10_ROOT",
+    "cifar100": "EFFCONV_CIFAR100_ROOT",
+    "svhn": "EFFCONV_SVHN_ROOT",
+    "stl10": "EFFCONV_STL10_ROOT",
+    "tiny_imagenet": "EFFCONV_TINY_IMAGENET_ROOT",
+    "imagenet32": "EFFCONV_IMAGENET32_ROOT",
+    "imagenet": "EFFCONV_IMAGENET_ROOT",
+}
 
 
 def cfg(name, root, **changes):
@@ -66,8 +80,11 @@ def test_missing_root_names_the_key_the_env_var_and_the_docs(tmp_path, name):
 def test_wrong_tree_says_what_was_expected(tmp_path, name):
     (tmp_path / "something_else").mkdir()
     message = error_of(read_split, cfg(name, tmp_path), "train")
-    expected = {"svhn": "missing split file", "imagenet": "missing split folder",
-                "imagenet32": "holds neither Imagenet32_train/ nor Imagenet32_train_npz/"}
+    expected = {
+        "svhn": "missing split file",
+        "imagenet": "missing split folder",
+        "imagenet32": "holds neither Imagenet32_train/ nor Imagenet32_train_npz/",
+    }
     assert expected.get(name, f"holds no {LAYOUT[name][0]}/") in message
     assert "expected data.root" in message and f"docs/datasets.md#{name}" in message
 
@@ -90,16 +107,27 @@ def test_missing_split_file_is_named(tmp_path, copies, name):
     shutil.copytree(copies[name].root, root, ignore=shutil.ignore_patterns(".effconv_cache"))
     removed = root / LAYOUT[name][1]
     shutil.rmtree(removed) if removed.is_dir() else removed.unlink()
-    split = {"cifar100": "test", "svhn": "test", "stl10": "test", "tiny_imagenet": "val", "imagenet": "val"}.get(
-        name, "train")
+    split = {
+        "cifar100": "test",
+        "svhn": "test",
+        "stl10": "test",
+        "tiny_imagenet": "val",
+        "imagenet": "val",
+    }.get(name, "train")
     message = error_of(read_split, cfg(name, root), split)
     assert "missing" in message and removed.name in message
 
 
-@pytest.mark.parametrize("name, target", [
-    ("cifar10", "cifar-10-batches-py/data_batch_2"), ("cifar100", "cifar-100-python/train"),
-    ("svhn", "train_32x32.mat"), ("stl10", "stl10_binary/train_X.bin"),
-    ("imagenet32", "Imagenet32_train/train_data_batch_10")])
+@pytest.mark.parametrize(
+    "name, target",
+    [
+        ("cifar10", "cifar-10-batches-py/data_batch_2"),
+        ("cifar100", "cifar-100-python/train"),
+        ("svhn", "train_32x32.mat"),
+        ("stl10", "stl10_binary/train_X.bin"),
+        ("imagenet32", "Imagenet32_train/train_data_batch_10"),
+    ],
+)
 def test_truncated_array_file_is_named(tmp_path, copies, name, target):
     root = tmp_path / name
     shutil.copytree(copies[name].root, root, ignore=shutil.ignore_patterns(".effconv_cache"))
@@ -146,7 +174,9 @@ def test_corrupt_jpeg_in_streaming_dataset_named_or_skipped(tmp_path):
 
 
 def test_labels_beyond_num_classes(copies):
-    message = error_of(build, cfg("cifar10", copies["cifar10"].root, num_classes=5), 4, 4, torch.device("cpu"), 0)
+    message = error_of(
+        build, cfg("cifar10", copies["cifar10"].root, num_classes=5), 4, 4, torch.device("cpu"), 0
+    )
     assert "labels span 0..9 but data.num_classes=5" in message
 
 
@@ -163,10 +193,12 @@ def test_flat_val_without_ground_truth_points_to_prepare(tmp_path):
 
 
 def test_unknown_and_unlabelled_splits(copies):
-    assert "has splits ['test', 'train'], not 'valid'" in error_of(read_split, cfg("cifar10", copies["cifar10"].root),
-                                                                  "valid")
-    assert "test split has no labels" in error_of(read_split, cfg("tiny_imagenet", copies["tiny_imagenet"].root),
-                                                  "test")
+    assert "has splits ['test', 'train'], not 'valid'" in error_of(
+        read_split, cfg("cifar10", copies["cifar10"].root), "valid"
+    )
+    assert "test split has no labels" in error_of(
+        read_split, cfg("tiny_imagenet", copies["tiny_imagenet"].root), "test"
+    )
 
 
 def test_checksum_mismatch_only_warns(copies):
@@ -177,7 +209,9 @@ def test_checksum_mismatch_only_warns(copies):
 
 def test_preset_size_mismatch_and_unbatchable_streaming_preset(copies):
     message = error_of(build, cfg("svhn", copies["svhn"].root, img_size=56), 4, 4, torch.device("cpu"), 0)
-    assert "data.train_transform=none turns the 32x32 images of svhn into 32x32, but data.img_size=56" in message
+    assert (
+        "data.train_transform=none turns the 32x32 images of svhn into 32x32, but data.img_size=56" in message
+    )
     data = cfg("imagenet", copies["imagenet"].root, train_transform="pad_crop_flip", num_workers=0)
     assert "cannot batch them" in error_of(build, data, 4, 4, torch.device("cpu"), 0)
 

@@ -1,4 +1,4 @@
-"""Readers against format-exact copies: counts, shapes, dtypes, labels in order, and the orientation marker."""
+"""Readers against format-exact copies: counts, shapes, dtypes, labels in order, the orientation marker."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from tests.data_formats import MARKER_RGB, write
 from tests.data_helpers import data_cfg
 
 SMALL = {  # format -> (writer arguments, config changes)
-    "cifar10": (dict(per_class=5), {}),
-    "cifar100": (dict(per_class=2), {}),
-    "svhn": (dict(per_class=4), {}),
-    "stl10": (dict(per_class=2), {}),
-    "tiny_imagenet": (dict(per_class=3, classes=12), {"num_classes": 12}),
-    "imagenet32": (dict(per_class=2), {}),
-    "imagenet": (dict(per_class=3, classes=12), {"num_classes": 12}),
+    "cifar10": ({"per_class": 5}, {}),
+    "cifar100": ({"per_class": 2}, {}),
+    "svhn": ({"per_class": 4}, {}),
+    "stl10": ({"per_class": 2}, {}),
+    "tiny_imagenet": ({"per_class": 3, "classes": 12}, {"num_classes": 12}),
+    "imagenet32": ({"per_class": 2}, {}),
+    "imagenet": ({"per_class": 3, "classes": 12}, {"num_classes": 12}),
 }
 
 
@@ -55,7 +55,7 @@ def test_in_memory_reader_matches_what_was_written(copies, name):
         assert data.images.dtype == torch.uint8 and data.labels.dtype == torch.int64
         assert tuple(data.images.shape) == (len(expected), 3, written.size, written.size)
         assert data.labels.tolist() == expected.tolist()  # every label, in the published order
-        assert 0 <= int(data.labels.min()) and int(data.labels.max()) < written.num_classes
+        assert int(data.labels.min()) >= 0 and int(data.labels.max()) < written.num_classes
         jpeg = name == "tiny_imagenet"
         images = data.images
         if jpeg:  # the greyscale file has no red marker
@@ -114,13 +114,24 @@ def test_imagenet_class_folders_and_quirky_files(copies):
 
 @pytest.mark.parametrize("source", ["devkit", "devkit_tar", "kaggle_csv"])
 def test_imagenet_flat_val_labels_from_ground_truth(tmp_path, source):
-    written = write("imagenet", tmp_path, per_class=1, eval_per_class=2, classes=12, flat_val=True,
-                    devkit_tar=source == "devkit_tar")
+    written = write(
+        "imagenet",
+        tmp_path,
+        per_class=1,
+        eval_per_class=2,
+        classes=12,
+        flat_val=True,
+        devkit_tar=source == "devkit_tar",
+    )
     if source == "kaggle_csv":
         shutil.rmtree(tmp_path / "ILSVRC2012_devkit_t12")
         wnids = sorted(os.listdir(tmp_path / "train"))
-        rows = [f"ILSVRC2012_val_{i + 1:08d},{wnids[y]} 1 2 30 40 " for i, y in enumerate(written.labels["val"])]
-        (tmp_path / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + "\n".join(rows[::-1]) + "\n")
+        rows = [
+            f"ILSVRC2012_val_{i + 1:08d},{wnids[y]} 1 2 30 40 " for i, y in enumerate(written.labels["val"])
+        ]
+        (tmp_path / "LOC_val_solution.csv").write_text(
+            "ImageId,PredictionString\n" + "\n".join(rows[::-1]) + "\n"
+        )
     val = read_split(cfg_for(written), "val")
     # devkit IDs are not sorted-wnid indices: labels must still equal the sorted-wnid labels written
     check_imagenet(val, written, "val")

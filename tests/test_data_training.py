@@ -8,7 +8,14 @@ from tests.data_formats import write
 
 def test_short_training_on_cifar10_copy_beats_chance(tmp_path, train_cfg):
     written = write("cifar10", tmp_path / "cifar", per_class=60, eval_per_class=20)
-    cfg = train_cfg("data=cifar10", f"data.root={written.root}", "model=resnet20_cifar", "+model.widths=[8,16,16]",
-                    "recipe.batch_size=32", "recipe.lr=1.6", "seed=1")
+    cfg = train_cfg(
+        "data=cifar10",
+        f"data.root={written.root}",
+        "model=resnet20_cifar",
+        "+model.widths=[8,16,16]",
+        "recipe.batch_size=32",
+        "recipe.lr=1.6",
+        "seed=1",
+    )
     results = train(cfg)
     assert results["last_top1"] >= 60.0, results  # chance is 10%

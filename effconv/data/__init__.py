@@ -37,7 +37,9 @@ class ImageArrays:
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         if len(self.images) != len(self.labels):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
 
@@ -63,8 +65,8 @@ def check_labels(labels: torch.Tensor, num_classes: int, where: str) -> None:
     """Labels must lie in [0, num_classes): a mismatch means a wrong num_classes or a wrong file."""
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise UserError(
-            f"{where}: labels span {int(labels.min())}..{int(labels.max())} but data.num_classes={num_classes}; "
-            "set data.num_classes to the number of classes in the files"
+            f"{where}: labels span {int(labels.min())}..{int(labels.max())} but "
+            f"data.num_classes={num_classes}; set data.num_classes to the number of classes in the files"
         )
 
 
@@ -75,9 +77,11 @@ def check_output_size(transform, sample: torch.Tensor, data_cfg, train: bool) ->
     if shape != (expected, expected):
         key = "train_transform" if train else "eval_transform"
         preset = getattr(data_cfg, key)
-        raise UserError(f"data.{key}={preset} turns the {sample.shape[-2]}x{sample.shape[-1]} images of "
-                        f"{data_cfg.name} into {shape[0]}x{shape[1]}, but data.{'img_size' if train else 'eval_size'}"
-                        f"={expected}; set that size or pick a resizing preset (random_resized_crop_flip, center_crop)")
+        raise UserError(
+            f"data.{key}={preset} turns the {sample.shape[-2]}x{sample.shape[-1]} images of "
+            f"{data_cfg.name} into {shape[0]}x{shape[1]}, but data.{'img_size' if train else 'eval_size'}"
+            f"={expected}; set that size or pick a resizing preset (random_resized_crop_flip, center_crop)"
+        )
 
 
 @dataclass
@@ -87,14 +91,29 @@ class Loaders:
     classes: list[str]
 
 
-def build(data_cfg, batch_size: int, eval_batch_size: int, device: torch.device, seed: int, rank: int = 0,
-          world_size: int = 1, memory_format=torch.contiguous_format) -> Loaders:
-    """Train and eval loaders for ``data_cfg``: in-memory fast path or streaming, by what the reader returns."""
+def build(
+    data_cfg,
+    batch_size: int,
+    eval_batch_size: int,
+    device: torch.device,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    memory_format=torch.contiguous_format,
+) -> Loaders:
+    """Train and eval loaders for ``data_cfg``: in-memory or streaming, by what the reader returns."""
     from effconv.data.memory import InMemoryLoader
     from effconv.data.transforms import batch_transform
 
-    common = dict(device=device, seed=seed, rank=rank, world_size=world_size, memory_format=memory_format,
-                  mean=data_cfg.mean, std=data_cfg.std)
+    common = {
+        "device": device,
+        "seed": seed,
+        "rank": rank,
+        "world_size": world_size,
+        "memory_format": memory_format,
+        "mean": data_cfg.mean,
+        "std": data_cfg.std,
+    }
     loaders = []
     for split, train in ((data_cfg.train_split, True), (data_cfg.eval_split, False)):
         data = read_split(data_cfg, split)
@@ -103,14 +122,21 @@ def build(data_cfg, batch_size: int, eval_batch_size: int, device: torch.device,
             preset = data_cfg.train_transform if train else data_cfg.eval_transform
             transform = batch_transform(preset, data_cfg, train)
             check_output_size(transform, data.images[:2], data_cfg, train)
-            loader = InMemoryLoader(data.images, data.labels, batch_size if train else eval_batch_size,
-                                    transform=transform, train=train, **common)
+            loader = InMemoryLoader(
+                data.images,
+                data.labels,
+                batch_size if train else eval_batch_size,
+                transform=transform,
+                train=train,
+                **common,
+            )
             classes = data.classes
         else:
             from effconv.data.streaming import StreamingLoader
 
-            loader = StreamingLoader(data, batch_size if train else eval_batch_size, data_cfg, train=train,
-                                     **common)
+            loader = StreamingLoader(
+                data, batch_size if train else eval_batch_size, data_cfg, train=train, **common
+            )
             classes = list(getattr(data, "classes", []))
         loaders.append(loader)
     return Loaders(loaders[0], loaders[1], classes)

@@ -1,4 +1,4 @@
-"""What every reader needs from the disk: the root contract, one-line errors, checksums, decoded caches, images.
+"""What every reader needs from the disk: the root contract, one-line errors, checksums, caches, images.
 
 * ``DatasetFiles`` checks ``data.root`` against the contract (the directory holding the published top-level
   item, as torchvision does) and phrases every failure as one line naming the expected tree, the config key /
@@ -45,8 +45,10 @@ class CorruptImage(UserError):
 
     def __init__(self, path, reason: str):
         self.path = str(path)
-        super().__init__(f"corrupt or truncated image {path} ({reason}); replace the file, or set "
-                         "data.skip_corrupt=true to skip such images (they are counted and reported)")
+        super().__init__(
+            f"corrupt or truncated image {path} ({reason}); replace the file, or set "
+            "data.skip_corrupt=true to skip such images (they are counted and reported)"
+        )
 
 
 @dataclass
@@ -77,8 +79,10 @@ class DatasetFiles:
         return self.root / self.item if self.item else self.root
 
     def error(self, problem: str) -> UserError:
-        return UserError(f"{self.name}: {problem}; expected data.root (or {self.env}) to be the directory "
-                         f"holding {self.expect} (see {DOCS}#{self.name})")
+        return UserError(
+            f"{self.name}: {problem}; expected data.root (or {self.env}) to be the directory "
+            f"holding {self.expect} (see {DOCS}#{self.name})"
+        )
 
     def _misplaced_hint(self) -> str:
         """Spot the two usual mistakes: root is the item itself, or the item sits one level further down."""
@@ -116,8 +120,10 @@ def verify_md5(name: str, expected: dict[Path, str]) -> list[Path]:
         actual = md5_of(path)
         if actual != md5:
             mismatched.append(path)
-            warn(f"{name}: {path} has md5 {actual}, not the official {md5}; continuing (a re-packed copy is "
-                 "fine if its contents are the same)")
+            warn(
+                f"{name}: {path} has md5 {actual}, not the official {md5}; continuing (a re-packed copy is "
+                "fine if its contents are the same)"
+            )
     return mismatched
 
 
@@ -128,8 +134,9 @@ def load_pickle(path: Path, files: DatasetFiles, encoding: str = "ASCII") -> dic
         with open(path, "rb") as f:
             entry = pickle.load(f, encoding=encoding)
     except (EOFError, pickle.UnpicklingError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as e:
-        raise files.error(f"{path} is truncated or corrupt ({type(e).__name__}: {e}); re-extract it from the "
-                          "archive") from None
+        raise files.error(
+            f"{path} is truncated or corrupt ({type(e).__name__}: {e}); re-extract it from the archive"
+        ) from None
     if not isinstance(entry, dict):
         raise files.error(f"{path} holds a {type(entry).__name__}, not the published dict of arrays")
     return entry
@@ -147,7 +154,9 @@ def rows_to_images(data, path: Path, files: DatasetFiles, size: int = 32) -> np.
     """CIFAR-style rows (N, 3*size*size) of R, G, B planes, each row-major, as (N, 3, size, size) uint8."""
     data = np.asarray(data)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * size * size:
-        raise files.error(f"{path}: 'data' is {data.dtype} {data.shape}, expected uint8 (N, {3 * size * size})")
+        raise files.error(
+            f"{path}: 'data' is {data.dtype} {data.shape}, expected uint8 (N, {3 * size * size})"
+        )
     return data.reshape(-1, 3, size, size)
 
 
@@ -175,8 +184,9 @@ def fingerprint(files: DatasetFiles, split_key: str, sources: Iterable[Path]) ->
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
-def cached(data_cfg, files: DatasetFiles, split_key: str, sources: Sequence[Path],
-           decode: Callable[[], ImageArrays]) -> ImageArrays:
+def cached(
+    data_cfg, files: DatasetFiles, split_key: str, sources: Sequence[Path], decode: Callable[[], ImageArrays]
+) -> ImageArrays:
     """The decoded split from the cache file if it matches ``sources``, else ``decode()`` and store it."""
     key = fingerprint(files, split_key, sources)
     directory = cache_dir_for(data_cfg, files)
@@ -193,15 +203,24 @@ def cached(data_cfg, files: DatasetFiles, split_key: str, sources: Sequence[Path
     try:
         directory.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"fingerprint": key, "images": arrays.images.contiguous(), "labels": arrays.labels,
-                    "classes": list(arrays.classes)}, tmp)
+        torch.save(
+            {
+                "fingerprint": key,
+                "images": arrays.images.contiguous(),
+                "labels": arrays.labels,
+                "classes": list(arrays.classes),
+            },
+            tmp,
+        )
         os.replace(tmp, path)
         for stale in directory.glob(f"{stem}-*.pt"):  # older decodes of the same split
             if stale != path:
                 stale.unlink(missing_ok=True)
     except OSError as e:
-        warn(f"{files.name}: could not write the decoded cache to {directory} ({e}); set data.cache_dir to a "
-             "writable directory to start faster next time")
+        warn(
+            f"{files.name}: could not write the decoded cache to {directory} ({e}); set data.cache_dir to a "
+            "writable directory to start faster next time"
+        )
     return arrays
 
 
@@ -232,8 +251,9 @@ def decode_rgb(data: torch.Tensor, path) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
-def decode_files(paths: Sequence[Path], size: tuple[int, int], skip_corrupt: bool, name: str,
-                 threads: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
+def decode_files(
+    paths: Sequence[Path], size: tuple[int, int], skip_corrupt: bool, name: str, threads: int | None = None
+) -> tuple[torch.Tensor, np.ndarray]:
     """Decode same-sized images in parallel threads into (N, 3, H, W) uint8; returns (images, kept mask).
 
     An image that cannot be decoded, or is not ``size``, raises ``CorruptImage`` naming it, or with
@@ -246,7 +266,9 @@ def decode_files(paths: Sequence[Path], size: tuple[int, int], skip_corrupt: boo
         try:
             image = decode_rgb(read_bytes(paths[i]), paths[i])
             if tuple(image.shape[1:]) != size:
-                raise CorruptImage(paths[i], f"{image.shape[1]}x{image.shape[2]}, expected {size[0]}x{size[1]}")
+                raise CorruptImage(
+                    paths[i], f"{image.shape[1]}x{image.shape[2]}, expected {size[0]}x{size[1]}"
+                )
         except (CorruptImage, OSError) as e:
             if not skip_corrupt:
                 raise (e if isinstance(e, CorruptImage) else CorruptImage(paths[i], str(e))) from None

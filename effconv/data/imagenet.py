@@ -30,15 +30,19 @@ from effconv.data.files import DatasetFiles, decode_rgb, read_bytes, verify_md5,
 from effconv.errors import UserError
 
 ENV = "EFFCONV_IMAGENET_ROOT"
-EXPECT = ("train/<wnid>/*.JPEG and val/ (val/<wnid>/*.JPEG, or the flat val/ with ILSVRC2012_devkit_t12/ or "
-          "LOC_val_solution.csv beside it)")
+EXPECT = (
+    "train/<wnid>/*.JPEG and val/ (val/<wnid>/*.JPEG, or the flat val/ with ILSVRC2012_devkit_t12/ or "
+    "LOC_val_solution.csv beside it)"
+)
 EXTENSIONS = (".jpeg", ".jpg", ".png")
 VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.(jpeg|jpg|png)$", re.IGNORECASE)
 DEVKIT = "ILSVRC2012_devkit_t12"
 KAGGLE_SOLUTION = "LOC_val_solution.csv"
-ARCHIVE_MD5 = {"ILSVRC2012_img_train.tar": "1d675b47d978889d74fa0da5fadfb00e",
-               "ILSVRC2012_img_val.tar": "29b22e2961454d5413ddabcf34fc5622",
-               f"{DEVKIT}.tar.gz": "fa75699e90414af021442c21a62c3abf"}
+ARCHIVE_MD5 = {
+    "ILSVRC2012_img_train.tar": "1d675b47d978889d74fa0da5fadfb00e",
+    "ILSVRC2012_img_val.tar": "29b22e2961454d5413ddabcf34fc5622",
+    f"{DEVKIT}.tar.gz": "fa75699e90414af021442c21a62c3abf",
+}
 
 
 class ImageFiles(Dataset):
@@ -72,7 +76,9 @@ def _leaf_wnids_by_id(meta_mat) -> dict[int, str]:
     import scipy.io
 
     synsets = scipy.io.loadmat(meta_mat, squeeze_me=True)["synsets"]
-    return {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in np.atleast_1d(synsets) if int(s["num_children"]) == 0}
+    return {
+        int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in np.atleast_1d(synsets) if int(s["num_children"]) == 0
+    }
 
 
 def _devkit_ground_truth(meta_mat, lines: list[str]) -> dict[int, str]:
@@ -81,15 +87,17 @@ def _devkit_ground_truth(meta_mat, lines: list[str]) -> dict[int, str]:
     for number, line in enumerate((x for x in lines if x.strip()), start=1):
         class_id = int(line)
         if class_id not in wnid_of:
-            raise UserError(f"validation ground truth line {number}: ILSVRC2012_ID {class_id} is not a leaf synset "
-                            "of meta.mat; the devkit files do not belong together")
+            raise UserError(
+                f"validation ground truth line {number}: ILSVRC2012_ID {class_id} is not a leaf synset "
+                "of meta.mat; the devkit files do not belong together"
+            )
         truth[number] = wnid_of[class_id]
     return truth
 
 
 def val_ground_truth(source: Path) -> dict[int, str]:
-    """Val image number (ILSVRC2012_val_<number>) -> wnid, from the devkit (folder, .tar.gz or its ground-truth
-    .txt with meta.mat beside it) or Kaggle's LOC_val_solution.csv."""
+    """Val image number (ILSVRC2012_val_<number>) -> wnid, from the devkit (folder, .tar.gz, or its
+    ground-truth .txt with meta.mat beside it) or Kaggle's LOC_val_solution.csv."""
     source = Path(source)
     gt_name, meta_name = "ILSVRC2012_validation_ground_truth.txt", "meta.mat"
     try:
@@ -108,7 +116,9 @@ def val_ground_truth(source: Path) -> dict[int, str]:
             return _devkit_ground_truth(meta, lines)
         if source.suffix == ".csv":
             truth = {}
-            for line in source.read_text().splitlines()[1:]:  # ImageId,PredictionString (wnid x1 y1 x2 y2 ...)
+            for line in source.read_text().splitlines()[
+                1:
+            ]:  # ImageId,PredictionString (wnid x1 y1 x2 y2 ...)
                 image_id, _, prediction = line.partition(",")
                 match = re.search(r"(\d{8})$", image_id.strip())
                 if match and prediction.split():
@@ -116,12 +126,18 @@ def val_ground_truth(source: Path) -> dict[int, str]:
             return truth
         if source.name == gt_name:
             if not (source.parent / meta_name).is_file():
-                raise UserError(f"{source} needs {meta_name} beside it (the devkit's data/ folder) to map IDs to wnids")
+                raise UserError(
+                    f"{source} needs {meta_name} beside it (the devkit's data/ folder) to map IDs to wnids"
+                )
             return _devkit_ground_truth(source.parent / meta_name, source.read_text().splitlines())
     except (OSError, ValueError, KeyError, tarfile.TarError) as e:
-        raise UserError(f"cannot read the validation ground truth from {source} ({type(e).__name__}: {e})") from None
-    raise UserError(f"{source} is not a validation ground truth: give the {DEVKIT} folder or .tar.gz, its "
-                    f"{gt_name}, or Kaggle's {KAGGLE_SOLUTION}")
+        raise UserError(
+            f"cannot read the validation ground truth from {source} ({type(e).__name__}: {e})"
+        ) from None
+    raise UserError(
+        f"{source} is not a validation ground truth: give the {DEVKIT} folder or .tar.gz, its "
+        f"{gt_name}, or Kaggle's {KAGGLE_SOLUTION}"
+    )
 
 
 def find_ground_truth(root: Path) -> Path | None:
@@ -145,7 +161,7 @@ def _listing(folder: Path) -> tuple[list[str], list[str]]:
 
 
 def _classes(files: DatasetFiles) -> list[str]:
-    """Sorted wnids: train/'s class folders, else val/'s, else the devkit's leaves (evaluation-only copies)."""
+    """Sorted wnids: train/'s class folders, else val/'s, else the devkit's leaves (evaluation only)."""
     for split in ("train", "val"):
         if (files.root / split).is_dir():
             dirs, _ = _listing(files.root / split)
@@ -153,7 +169,9 @@ def _classes(files: DatasetFiles) -> list[str]:
                 return dirs
     truth = find_ground_truth(files.root)
     if truth is None:
-        raise files.error(f"{files.root} has no class folders in train/ or val/ and no devkit to name the classes")
+        raise files.error(
+            f"{files.root} has no class folders in train/ or val/ and no devkit to name the classes"
+        )
     return sorted(set(val_ground_truth(truth).values()))
 
 
@@ -173,17 +191,21 @@ def _class_folder_split(files: DatasetFiles, folder: Path, dirs: list[str], inde
 def _flat_val(files: DatasetFiles, folder: Path, images: list[str], index: dict[str, int]):
     source = find_ground_truth(files.root)
     if source is None:
-        raise files.error(f"{folder} is flat ({len(images)} images, no class folders) and no ground truth was found "
-                          f"in {files.root} ({DEVKIT}/, {DEVKIT}.tar.gz or {KAGGLE_SOLUTION}); put the devkit there, "
-                          "or sort val/ once with: python -m effconv.data.prepare imagenet-val "
-                          f"{folder} <{DEVKIT}.tar.gz>")
+        raise files.error(
+            f"{folder} is flat ({len(images)} images, no class folders) and no ground truth was found "
+            f"in {files.root} ({DEVKIT}/, {DEVKIT}.tar.gz or {KAGGLE_SOLUTION}); put the devkit there, "
+            "or sort val/ once with: python -m effconv.data.prepare imagenet-val "
+            f"{folder} <{DEVKIT}.tar.gz>"
+        )
     truth = val_ground_truth(source)
     paths, labels = [], []
     for name in images:
         match = VAL_NAME.match(name)
         if match is None:
-            raise files.error(f"{folder / name} is not named ILSVRC2012_val_<8 digits>.JPEG, so the ground truth "
-                              f"in {source.name} cannot label it")
+            raise files.error(
+                f"{folder / name} is not named ILSVRC2012_val_<8 digits>.JPEG, so the ground truth "
+                f"in {source.name} cannot label it"
+            )
         wnid = truth.get(int(match.group(1)))
         if wnid is None or wnid not in index:
             raise files.error(f"{source} gives no class of train/ for {name} (got {wnid})")
@@ -196,18 +218,23 @@ def _flat_val(files: DatasetFiles, folder: Path, images: list[str], index: dict[
 def read_imagenet(data_cfg, split: str) -> ImageFiles:
     files = DatasetFiles.open(data_cfg, None, ENV, EXPECT)
     if split not in ("train", "val"):
-        raise UserError(f"imagenet has splits ['train', 'val'], not '{split}'; set data.train_split / "
-                        "data.eval_split")
+        raise UserError(
+            f"imagenet has splits ['train', 'val'], not '{split}'; set data.train_split / data.eval_split"
+        )
     folder = files.require(split, "split folder")
     if data_cfg.verify_checksums:
-        archives = {files.root / name: md5 for name, md5 in ARCHIVE_MD5.items() if (files.root / name).is_file()}
+        archives = {
+            files.root / name: md5 for name, md5 in ARCHIVE_MD5.items() if (files.root / name).is_file()
+        }
         if not archives:
-            warn("imagenet: md5s are published for the archives only and none is in data.root; nothing verified")
+            warn("imagenet: md5s exist for the archives only and none is in data.root; nothing verified")
         verify_md5("imagenet", archives)
     classes = _classes(files)
     if len(classes) != data_cfg.num_classes:
-        raise files.error(f"found {len(classes)} classes but data.num_classes={data_cfg.num_classes}: set "
-                          f"data.num_classes={len(classes)} (subsets of ImageNet are fine)")
+        raise files.error(
+            f"found {len(classes)} classes but data.num_classes={data_cfg.num_classes}: set "
+            f"data.num_classes={len(classes)} (subsets of ImageNet are fine)"
+        )
     index = {wnid: i for i, wnid in enumerate(classes)}
     dirs, images = _listing(folder)
     if dirs:
@@ -215,5 +242,7 @@ def read_imagenet(data_cfg, split: str) -> ImageFiles:
     elif images and split == "val":
         paths, labels = _flat_val(files, folder, images, index)
     else:
-        raise files.error(f"{folder} holds no class folders" + (" (train/ must be class folders)" if images else ""))
+        raise files.error(
+            f"{folder} holds no class folders" + (" (train/ must be class folders)" if images else "")
+        )
     return ImageFiles(files.root, paths, labels, classes)

@@ -25,13 +25,17 @@ FOLDERS = {"train": "Imagenet32_train", "val": "Imagenet32_val"}
 
 def _locate(data_cfg, split: str) -> tuple[DatasetFiles, str]:
     """The split's folder, pickles preferred, else the _npz form; the suffix of its files."""
-    expect = "Imagenet32_train/ and Imagenet32_val/ (pickles) or Imagenet32_train_npz/ and Imagenet32_val_npz/"
+    expect = (
+        "Imagenet32_train/ and Imagenet32_val/ (pickles) or Imagenet32_train_npz/ and Imagenet32_val_npz/"
+    )
     root = DatasetFiles.open(data_cfg, None, "EFFCONV_IMAGENET32_ROOT", expect).root
     for folder, suffix in ((FOLDERS[split], ""), (FOLDERS[split] + "_npz", ".npz")):
         if (root / folder).is_dir():
             return DatasetFiles.open(data_cfg, folder, "EFFCONV_IMAGENET32_ROOT", expect), suffix
     files = DatasetFiles(data_cfg.name, root, FOLDERS[split], "EFFCONV_IMAGENET32_ROOT", expect)
-    raise files.error(f"{root} holds neither {FOLDERS[split]}/ nor {FOLDERS[split]}_npz/{files._misplaced_hint()}")
+    raise files.error(
+        f"{root} holds neither {FOLDERS[split]}/ nor {FOLDERS[split]}_npz/{files._misplaced_hint()}"
+    )
 
 
 def _load(path, files: DatasetFiles) -> tuple[np.ndarray, np.ndarray]:
@@ -54,8 +58,11 @@ def class_names(root, num_classes: int) -> list[str]:
     """wnids in label order from ``map_clsloc.txt`` (ships with the authors' scripts) if it is in the root."""
     mapping = root / "map_clsloc.txt"
     if mapping.is_file():
-        rows = sorted((int(parts[1]), parts[0]) for parts in map(str.split, mapping.read_text().splitlines())
-                      if len(parts) >= 2)
+        rows = sorted(
+            (int(parts[1]), parts[0])
+            for parts in map(str.split, mapping.read_text().splitlines())
+            if len(parts) >= 2
+        )
         return [wnid for _, wnid in rows]
     return [f"ILSVRC2012_ID {i + 1}" for i in range(num_classes)]
 
@@ -63,19 +70,23 @@ def class_names(root, num_classes: int) -> list[str]:
 @register_dataset("imagenet32")
 def read_imagenet32(data_cfg, split: str) -> ImageArrays:
     if split not in BATCHES:
-        raise UserError(f"imagenet32 has splits {sorted(BATCHES)}, not '{split}'; set data.train_split / "
-                        "data.eval_split")
+        raise UserError(
+            f"imagenet32 has splits {sorted(BATCHES)}, not '{split}'; set data.train_split / data.eval_split"
+        )
     files, suffix = _locate(data_cfg, split)
     paths = [files.require(name + suffix) for name in BATCHES[split]]
     if data_cfg.verify_checksums:
-        warn("imagenet32: no per-file checksums are published (only sha256s of the npz zips, see "
-             "docs/datasets.md); nothing verified")
+        warn(
+            "imagenet32: no per-file checksums are published (only sha256s of the npz zips, see "
+            "docs/datasets.md); nothing verified"
+        )
 
     def decode() -> ImageArrays:
         loaded = [_load(p, files) for p in paths]
         images = np.concatenate([x for x, _ in loaded]) if len(loaded) > 1 else loaded[0][0]
         labels = np.concatenate([y for _, y in loaded])
-        return ImageArrays(torch.from_numpy(images), torch.from_numpy(labels),
-                           class_names(files.root, data_cfg.num_classes))
+        return ImageArrays(
+            torch.from_numpy(images), torch.from_numpy(labels), class_names(files.root, data_cfg.num_classes)
+        )
 
     return cached(data_cfg, files, split + suffix, paths, decode)

@@ -19,8 +19,12 @@ from effconv.errors import UserError
 
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed from integers (seed, epoch, batch, rank): independent streams, no shared state."""
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint32)
-               .astype(np.uint64).dot([1 << 31, 1])) & ((1 << 63) - 1)
+    return int(
+        np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts])
+        .generate_state(2, np.uint32)
+        .astype(np.uint64)
+        .dot([1 << 31, 1])
+    ) & ((1 << 63) - 1)
 
 
 class EpochOrder:
@@ -39,8 +43,10 @@ class EpochOrder:
             self.per_rank = math.ceil(n / world_size)
             self.num_batches = self.per_rank // batch_size
             if self.num_batches == 0:
-                raise UserError(f"recipe.batch_size={batch_size} is larger than the {self.per_rank} training "
-                                "images per process; lower recipe.batch_size")
+                raise UserError(
+                    f"recipe.batch_size={batch_size} is larger than the {self.per_rank} training "
+                    "images per process; lower recipe.batch_size"
+                )
         else:
             bounds = [n * r // world_size for r in range(world_size + 1)]
             self.shard = (bounds[rank], bounds[rank + 1])
@@ -67,9 +73,21 @@ class EpochOrder:
 
 
 class InMemoryLoader:
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, transform, mean, std,
-                 device: torch.device, seed: int, train: bool, rank: int = 0, world_size: int = 1,
-                 memory_format=torch.contiguous_format):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        transform,
+        mean,
+        std,
+        device: torch.device,
+        seed: int,
+        train: bool,
+        rank: int = 0,
+        world_size: int = 1,
+        memory_format=torch.contiguous_format,
+    ):
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)

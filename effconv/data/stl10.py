@@ -20,18 +20,28 @@ FOLDER = "stl10_binary"
 SIZE = 96
 IMAGE_BYTES = 3 * SIZE * SIZE
 CLASS_NAMES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
-MD5 = {"train_X.bin": "918c2871b30a85fa023e0c44e0bee87f", "train_y.bin": "5a34089d4802c674881badbb80307741",
-       "test_X.bin": "7f263ba9f9e0b06b93213547f721ac82", "test_y.bin": "36f9794fa4beb8a2c72628de14fa638e",
-       "unlabeled_X.bin": "5242ba1fed5e4be9e1e742405eb56ca4"}
+MD5 = {
+    "train_X.bin": "918c2871b30a85fa023e0c44e0bee87f",
+    "train_y.bin": "5a34089d4802c674881badbb80307741",
+    "test_X.bin": "7f263ba9f9e0b06b93213547f721ac82",
+    "test_y.bin": "36f9794fa4beb8a2c72628de14fa638e",
+    "unlabeled_X.bin": "5242ba1fed5e4be9e1e742405eb56ca4",
+}
 
 
 @register_dataset("stl10")
 def read_stl10(data_cfg, split: str) -> ImageArrays:
-    files = DatasetFiles.open(data_cfg, FOLDER, "EFFCONV_STL10_ROOT",
-                              f"{FOLDER}/ (train_X.bin, train_y.bin, test_X.bin, test_y.bin, class_names.txt)")
+    files = DatasetFiles.open(
+        data_cfg,
+        FOLDER,
+        "EFFCONV_STL10_ROOT",
+        f"{FOLDER}/ (train_X.bin, train_y.bin, test_X.bin, test_y.bin, class_names.txt)",
+    )
     if split not in ("train", "test"):
-        raise UserError(f"stl10 has labelled splits ['train', 'test'], not '{split}'; set data.train_split / "
-                        "data.eval_split")
+        raise UserError(
+            f"stl10 has labelled splits ['train', 'test'], not '{split}'; set data.train_split / "
+            "data.eval_split"
+        )
     x_path, y_path = files.require(f"{split}_X.bin"), files.require(f"{split}_y.bin")
     names_path = files.base / "class_names.txt"
     if data_cfg.verify_checksums:
@@ -40,8 +50,10 @@ def read_stl10(data_cfg, split: str) -> ImageArrays:
     def decode() -> ImageArrays:
         size = x_path.stat().st_size
         if size % IMAGE_BYTES:
-            raise files.error(f"{x_path} is {size} bytes, not a multiple of {IMAGE_BYTES} (3x96x96): truncated or "
-                              "corrupt; extract it again")
+            raise files.error(
+                f"{x_path} is {size} bytes, not a multiple of {IMAGE_BYTES} (3x96x96): truncated or "
+                "corrupt; extract it again"
+            )
         images = np.fromfile(x_path, dtype=np.uint8).reshape(-1, 3, SIZE, SIZE)
         images = np.ascontiguousarray(images.transpose(0, 1, 3, 2))  # column-major planes -> [n, c, row, col]
         labels = np.fromfile(y_path, dtype=np.uint8).astype(np.int64) - 1

@@ -89,8 +89,20 @@ def _collate(samples):
 class StreamingLoader:
     """The loader protocol (``len``, ``num_samples``, ``batches(epoch, start)``) over DataLoader workers."""
 
-    def __init__(self, dataset, batch_size: int, data_cfg, train: bool, mean, std, device: torch.device,
-                 seed: int, rank: int = 0, world_size: int = 1, memory_format=torch.contiguous_format):
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        data_cfg,
+        train: bool,
+        mean,
+        std,
+        device: torch.device,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        memory_format=torch.contiguous_format,
+    ):
         self.dataset, self.name = dataset, data_cfg.name
         self.device = torch.device(device)
         self.memory_format = memory_format
@@ -99,10 +111,13 @@ class StreamingLoader:
         preset = data_cfg.train_transform if train else data_cfg.eval_transform
         self.transform = sample_transform(preset, data_cfg, train)
         self.gpu_decode = bool(data_cfg.gpu_decode)
-        if self.gpu_decode and (self.device.type != "cuda" or not hasattr(dataset, "encoded")
-                                or not hasattr(dataset, "path")):
-            warn(f"{self.name}: data.gpu_decode=true needs a CUDA device and an encoded-file dataset; decoding "
-                 "on the CPU workers instead")
+        if self.gpu_decode and (
+            self.device.type != "cuda" or not hasattr(dataset, "encoded") or not hasattr(dataset, "path")
+        ):
+            warn(
+                f"{self.name}: data.gpu_decode=true needs a CUDA device and an encoded-file dataset; "
+                "decoding on the CPU workers instead"
+            )
             self.gpu_decode = False
         self.order = EpochOrder(len(dataset), batch_size, seed, train, rank, world_size)
         self.sampler = _EpochBatches(self.order)
@@ -122,9 +137,13 @@ class StreamingLoader:
     def _data_loader(self) -> DataLoader:
         if self._loader is None:
             self._loader = DataLoader(
-                _Samples(self.dataset, self.transform, encoded=self.gpu_decode), batch_sampler=self.sampler,
-                num_workers=self.num_workers, collate_fn=_collate, pin_memory=self.device.type == "cuda",
-                persistent_workers=self.num_workers > 0)
+                _Samples(self.dataset, self.transform, encoded=self.gpu_decode),
+                batch_sampler=self.sampler,
+                num_workers=self.num_workers,
+                collate_fn=_collate,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=self.num_workers > 0,
+            )
         return self._loader
 
     def batches(self, epoch: int, start: int = 0):
@@ -146,10 +165,12 @@ class StreamingLoader:
         for path, _ in problems:
             if path not in self.skipped:
                 self.skipped.add(path)
-                warn(f"{self.name}: skipping {path} (data.skip_corrupt=true; {len(self.skipped)} skipped so far)")
+                warn(f"{self.name}: skipping {path} (data.skip_corrupt=true; {len(self.skipped)} so far)")
         if remaining == 0:
-            raise UserError(f"{self.name}: every image of batch {batch} is unreadable; check the files (first: "
-                            f"{problems[0][0]})")
+            raise UserError(
+                f"{self.name}: every image of batch {batch} is unreadable; check the files (first: "
+                f"{problems[0][0]})"
+            )
 
     def _decode_on_device(self, encoded: list, labels: torch.Tensor, streams: list):
         """nvJPEG decode of the whole batch on the GPU, the per-image preset there; CPU fallback per image."""

@@ -1,7 +1,8 @@
 """Tiny-ImageNet-200 (cs231n.stanford.edu/tiny-imagenet-200.zip): 200 ImageNet classes at 64x64.
 
-``data.root`` holds ``tiny-imagenet-200/`` with ``wnids.txt``, ``train/<wnid>/images/<wnid>_<i>.JPEG`` (500 per
-class) and ``val/images/val_<i>.JPEG`` labelled by ``val/val_annotations.txt`` (file, wnid, box; 50 per class).
+``data.root`` holds ``tiny-imagenet-200/`` with ``wnids.txt``, ``train/<wnid>/images/<wnid>_<i>.JPEG``
+(500 per class) and ``val/images/val_<i>.JPEG`` labelled by ``val/val_annotations.txt`` (file, wnid, box;
+50 per class).
 ``test/`` has no labels, so papers report val as their test accuracy. specs/datasets.md §1.5.
 
 Labels are the index of the wnid in **sorted** order (torchvision ImageFolder's convention), for train and val
@@ -42,7 +43,9 @@ def _val_files(files: DatasetFiles, index: dict[str, int]) -> tuple[list, list[i
             continue
         fields = line.split("\t")
         if len(fields) < 2 or fields[1].strip() not in index:
-            raise files.error(f"{annotations} line {n} is not '<file><TAB><wnid of wnids.txt>...': {line[:60]!r}")
+            raise files.error(
+                f"{annotations} line {n} is not '<file><TAB><wnid of wnids.txt>...': {line[:60]!r}"
+            )
         paths.append(images / fields[0].strip())
         labels.append(index[fields[1].strip()])
     return paths, labels
@@ -50,15 +53,22 @@ def _val_files(files: DatasetFiles, index: dict[str, int]) -> tuple[list, list[i
 
 @register_dataset("tiny_imagenet")
 def read_tiny_imagenet(data_cfg, split: str) -> ImageArrays:
-    files = DatasetFiles.open(data_cfg, FOLDER, "EFFCONV_TINY_IMAGENET_ROOT",
-                              f"{FOLDER}/ (wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG, "
-                              "val/val_annotations.txt)")
+    files = DatasetFiles.open(
+        data_cfg,
+        FOLDER,
+        "EFFCONV_TINY_IMAGENET_ROOT",
+        f"{FOLDER}/ (wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG, val/val_annotations.txt)",
+    )
     if split == "test":
-        raise UserError("tiny_imagenet: the test split has no labels; evaluate on val (data.eval_split=val), as "
-                        "the papers do")
+        raise UserError(
+            "tiny_imagenet: the test split has no labels; evaluate on val (data.eval_split=val), as "
+            "the papers do"
+        )
     if split not in ("train", "val"):
-        raise UserError(f"tiny_imagenet has splits ['train', 'val'], not '{split}'; set data.train_split / "
-                        "data.eval_split")
+        raise UserError(
+            f"tiny_imagenet has splits ['train', 'val'], not '{split}'; set data.train_split / "
+            "data.eval_split"
+        )
     wnids_path = files.require("wnids.txt", "class list")
     wnids = sorted(set(wnids_path.read_text().split()))
     if not wnids:

@@ -17,9 +17,8 @@ preset and ``@register_sample_preset`` a per-image one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +49,9 @@ def register_sample_preset(name: str):
 
 def batch_transform(name: str, data_cfg, train: bool) -> BatchTransform:
     if name not in PRESETS:
-        raise unknown_choice("transform preset", name, PRESETS, "; set data.train_transform / data.eval_transform")
+        raise unknown_choice(
+            "transform preset", name, PRESETS, "; set data.train_transform / data.eval_transform"
+        )
     return PRESETS[name](data_cfg, train)
 
 
@@ -58,15 +59,18 @@ def sample_transform(name: str, data_cfg, train: bool) -> BatchTransform:
     """The per-image form of a preset, for streaming datasets whose images differ in size."""
     if name not in SAMPLE_PRESETS:
         if name in PRESETS:
-            raise UserError(f"{data_cfg.name} images differ in size, so data.{'train' if train else 'eval'}_transform="
-                            f"{name} cannot batch them; use one of {', '.join(sorted(SAMPLE_PRESETS))}")
-        raise unknown_choice("transform preset", name, SAMPLE_PRESETS, "; set data.train_transform / "
-                             "data.eval_transform")
+            raise UserError(
+                f"{data_cfg.name} images differ in size, so data.{'train' if train else 'eval'}_transform="
+                f"{name} cannot batch them; use one of {', '.join(sorted(SAMPLE_PRESETS))}"
+            )
+        raise unknown_choice(
+            "transform preset", name, SAMPLE_PRESETS, "; set data.train_transform / data.eval_transform"
+        )
     return SAMPLE_PRESETS[name](data_cfg, train)
 
 
 def output_size(data_cfg, train: bool) -> int:
-    """The square size a resizing preset produces: img_size for training, eval_size (or img_size) otherwise."""
+    """The square side a resizing preset gives: img_size in training, else eval_size (or img_size)."""
     return data_cfg.img_size if train else (data_cfg.eval_size or data_cfg.img_size)
 
 
@@ -76,13 +80,18 @@ def random_resized_crop_params(height: int, width: int, n: int, scale, ratio, ge
     first crop that fits wins, else the central crop with the ratio clamped. Vectorised over the ``n`` images.
     """
     if not (0 < scale[0] <= scale[1] <= 1) or not (0 < ratio[0] <= ratio[1]):
-        raise UserError(f"data.crop_scale={list(scale)} must satisfy 0 < min <= max <= 1 and data.crop_ratio="
-                        f"{list(ratio)} 0 < min <= max")
+        raise UserError(
+            f"data.crop_scale={list(scale)} must satisfy 0 < min <= max <= 1 and data.crop_ratio="
+            f"{list(ratio)} 0 < min <= max"
+        )
     tries = 10
     area = height * width
-    target = area * torch.empty(n, tries, dtype=torch.float64).uniform_(scale[0], scale[1], generator=generator)
-    log_ratio = torch.empty(n, tries, dtype=torch.float64).uniform_(math.log(ratio[0]), math.log(ratio[1]),
-                                                                    generator=generator)
+    target = area * torch.empty(n, tries, dtype=torch.float64).uniform_(
+        scale[0], scale[1], generator=generator
+    )
+    log_ratio = torch.empty(n, tries, dtype=torch.float64).uniform_(
+        math.log(ratio[0]), math.log(ratio[1]), generator=generator
+    )
     aspect = torch.exp(log_ratio)
     w = torch.sqrt(target * aspect).round()
     h = torch.sqrt(target / aspect).round()
@@ -108,13 +117,17 @@ def resized_crops(images: torch.Tensor, top, left, h, w, size: int) -> torch.Ten
     """Crop box (top, left, h, w) of every image and resize it to ``size`` x ``size``, as one ``roi_align``.
 
     With ``aligned=True`` a box covers pixels [left, left + w) exactly and the output samples sit where
-    bilinear resizing (align_corners=False) puts them; when the box is larger than the output, roi_align
-    averages ceil(box / size) samples per output pixel, a box-filter antialias close to torchvision's.
+    bilinear resizing (align_corners=False) puts them, so enlarging a crop gives torchvision's
+    ``resized_crop`` except in the outermost output ring, which blends up to half a pixel from beyond the box
+    where crop-then-resize repeats the edge. When the box is larger than the output, roi_align averages
+    ceil(box / size)^2 samples per output pixel, a box-filter antialias close to torchvision's.
     """
     from torchvision.ops import roi_align
 
     device = images.device
-    boxes = torch.stack([torch.arange(len(images)), left, top, left + w, top + h], 1).to(device, torch.float32)
+    boxes = torch.stack([torch.arange(len(images)), left, top, left + w, top + h], 1).to(
+        device, torch.float32
+    )
     out = roi_align(images.float(), boxes, (size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
@@ -126,8 +139,10 @@ def flip_where(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
 def center_crop_box(height: int, width: int, size: int) -> tuple[int, int]:
     """(top, left) of torchvision's centre crop."""
     if size > height or size > width:
-        raise UserError(f"cannot centre-crop {size}x{size} from {height}x{width} images; lower data.eval_size "
-                        "or raise data.eval_resize")
+        raise UserError(
+            f"cannot centre-crop {size}x{size} from {height}x{width} images; lower data.eval_size "
+            "or raise data.eval_resize"
+        )
     return int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
 
 
@@ -138,9 +153,16 @@ def shorter_side_size(height: int, width: int, shorter: int) -> tuple[int, int]:
     return int(shorter * height / width), shorter
 
 
-def crop_flip(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor, size: tuple[int, int],
-              padding: int = 0) -> torch.Tensor:
-    """Per-image crops of ``size`` at (top, left) of the zero-padded images, mirrored where ``flip``; one gather."""
+def crop_flip(
+    images: torch.Tensor,
+    top: torch.Tensor,
+    left: torch.Tensor,
+    flip: torch.Tensor,
+    size: tuple[int, int],
+    padding: int = 0,
+) -> torch.Tensor:
+    """Per-image crops of ``size`` at (top, left) of the zero-padded images, mirrored where ``flip``;
+    one gather."""
     n, c, _, _ = images.shape
     h, w = size
     if padding:
@@ -185,7 +207,7 @@ def _pad_crop_flip(data_cfg, train):
 @register_preset("random_resized_crop_flip")
 @register_preset("imagenet_train")
 def _random_resized_crop_flip(data_cfg, train):
-    """RandomResizedCrop(img_size, scale=crop_scale, ratio=crop_ratio) + flip (Tiny-ImageNet, ImageNet-style)."""
+    """RandomResizedCrop(img_size, scale=crop_scale, ratio=crop_ratio) + flip (Tiny-ImageNet, ImageNet)."""
     size, scale, ratio = data_cfg.img_size, list(data_cfg.crop_scale), list(data_cfg.crop_ratio)
 
     def fn(images, generator):
@@ -211,8 +233,14 @@ def _center_crop_batch(data_cfg, train, imagenet_default: bool = False):
         _, _, height, width = images.shape
         if shorter and shorter != min(height, width):
             height, width = shorter_side_size(height, width, shorter)
-            images = F.interpolate(images.float(), size=(height, width), mode="bilinear", antialias=True,
-                                   align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+            images = (
+                F.interpolate(
+                    images.float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False
+                )
+                .round_()
+                .clamp_(0, 255)
+                .to(torch.uint8)
+            )
         if (height, width) == (size, size):
             return images
         top, left = center_crop_box(height, width, size)
@@ -223,7 +251,7 @@ def _center_crop_batch(data_cfg, train, imagenet_default: bool = False):
 
 @register_preset("center_crop")
 def _center_crop(data_cfg, train):
-    """Resize the shorter side to eval_resize (if set), then the central eval_size crop (Tiny-ImageNet: 64->56)."""
+    """Resize the shorter side to eval_resize (if set), then the central eval_size crop (Tiny: 64->56)."""
     return _center_crop_batch(data_cfg, train)
 
 
@@ -242,7 +270,9 @@ def _sample_random_resized_crop_flip(data_cfg, train):
     size, scale, ratio = data_cfg.img_size, list(data_cfg.crop_scale), list(data_cfg.crop_ratio)
 
     def fn(image, generator):
-        top, left, h, w = (int(v) for v in random_resized_crop_params(*image.shape[-2:], 1, scale, ratio, generator))
+        top, left, h, w = (
+            int(v) for v in random_resized_crop_params(*image.shape[-2:], 1, scale, ratio, generator)
+        )
         out = TF.resized_crop(image, top, left, h, w, [size, size], antialias=True)
         return TF.horizontal_flip(out) if float(torch.rand(1, generator=generator)) < data_cfg.hflip else out
 
