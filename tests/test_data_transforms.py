@@ -12,6 +12,7 @@ from torchvision.transforms.v2 import functional as TF
 from effconv.data.memory import InMemoryLoader
 from effconv.data.transforms import (
     batch_transform,
+    crop_flip,
     random_resized_crop_params,
     resized_crops,
     sample_transform,
@@ -170,3 +171,14 @@ def test_in_memory_loader_resumes_mid_epoch_and_shards_by_rank():
     assert not torch.equal(full[0][1], next(loader().batches(epoch=3))[1])
     ranks = [torch.cat([b[1] for b in loader(r, 2).batches(epoch=2)]) for r in (0, 1)]
     assert len(set(ranks[0].tolist()) & set(ranks[1].tolist())) == 0 and len(ranks[0]) == len(ranks[1]) == 24
+
+
+def test_crop_flip_gather_equals_pad_crop_flip_per_image():
+    x = images(12, 32, 32)
+    g = gen(4)
+    top, left = torch.randint(0, 9, (12,), generator=g), torch.randint(0, 9, (12,), generator=g)
+    flip = torch.rand(12, generator=g) < 0.5
+    ours = crop_flip(x, top, left, flip, (32, 32), padding=4)
+    for i in range(12):
+        expected = TF.crop(TF.pad(x[i], [4]), int(top[i]), int(left[i]), 32, 32)
+        assert torch.equal(ours[i], TF.horizontal_flip(expected) if flip[i] else expected)
