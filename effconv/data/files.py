@@ -37,7 +37,8 @@ class DataWarning(UserWarning):
 
 
 def warn(message: str) -> None:
-    warnings.warn(message, DataWarning, stacklevel=2)
+    """One line on stderr, "effconv.data:0: DataWarning: <message>", without a source line under it."""
+    warnings.warn_explicit(message, DataWarning, "effconv.data", 0)
 
 
 class CorruptImage(UserError):
@@ -271,7 +272,8 @@ def decode_files(
                 )
         except (CorruptImage, OSError) as e:
             if not skip_corrupt:
-                raise (e if isinstance(e, CorruptImage) else CorruptImage(paths[i], str(e))) from None
+                corrupt = e if isinstance(e, CorruptImage) else CorruptImage(paths[i], str(e))
+                raise UserError(f"{name}: {corrupt}") from None
             kept[i] = False
             return str(paths[i])
         out[i] = image
