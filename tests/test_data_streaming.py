@@ -79,8 +79,11 @@ def test_workers_do_not_change_the_batches(imagenet):
     cfg2 = cfg.copy()
     cfg2.num_workers = 2
     with_workers = loader(cfg2, dataset)
-    assert same(in_process, run(with_workers, epoch=1))
-    assert same(in_process[2:], run(with_workers, epoch=1, start=2))  # persistent workers, next pass
+    try:
+        assert same(in_process, run(with_workers, epoch=1))
+        assert same(in_process[2:], run(with_workers, epoch=1, start=2))  # persistent workers, next pass
+    finally:
+        with_workers.close()
 
 
 def test_each_image_is_the_per_image_preset_of_its_own_stream(imagenet):

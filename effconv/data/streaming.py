@@ -146,6 +146,12 @@ class StreamingLoader:
             )
         return self._loader
 
+    def close(self) -> None:
+        """Stop the worker processes now (persistent workers otherwise live as long as the loader)."""
+        if self._loader is not None and self._loader._iterator is not None:
+            self._loader._iterator._shutdown_workers()
+        self._loader = None
+
     def batches(self, epoch: int, start: int = 0):
         self.sampler.epoch, self.sampler.start = epoch, start
         for b, (payload, labels, streams, problems) in enumerate(self._data_loader(), start=start):
