@@ -111,9 +111,7 @@ def cifar_rows(ctx: Context) -> list[Row]:
     reference = PilCifar(
         np.ascontiguousarray(images.transpose(0, 2, 3, 1)),
         labels,
-        T.Compose(
-            [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)]
-        ),
+        T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)]),
     )
     batches = 10 if ctx.quick else 40
     rates = alternate(

@@ -49,9 +49,7 @@ def run(ctx: Context) -> list[Row]:
                 torch.testing.assert_close(conv(x), conv.forward_reference(x), rtol=1e-4, atol=1e-4)
             ref = _Reference(conv)
             shape = f"({batch}, {channels}, {size}, {size}) {layout}"
-            fwd = compare(
-                {"ours": _forward(conv, x), "ref": _forward(ref, x), "dw": _forward(depthwise, x)}, ctx
-            )
+            fwd = compare({"ours": _forward(conv, x), "ref": _forward(ref, x), "dw": _forward(depthwise, x)}, ctx)
             both = compare(
                 {
                     "ours": forward_backward(conv, x),

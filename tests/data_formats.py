@@ -69,15 +69,10 @@ def class_images(
     ys, xs = ys / height, xs / width
     phase = rng.uniform(0, 2 * np.pi, size=n)
     wave = np.sin(
-        2
-        * np.pi
-        * freq[:, None, None]
-        * (np.cos(angle)[:, None, None] * xs + np.sin(angle)[:, None, None] * ys)
+        2 * np.pi * freq[:, None, None] * (np.cos(angle)[:, None, None] * xs + np.sin(angle)[:, None, None] * ys)
         + phase[:, None, None]
     )
-    images = (
-        palette[labels][:, :, None, None] + 45 * wave[:, None] + rng.normal(0, 12, size=(n, 3, height, width))
-    )
+    images = palette[labels][:, :, None, None] + 45 * wave[:, None] + rng.normal(0, 12, size=(n, 3, height, width))
     images = np.clip(images, 0, 255).astype(np.uint8)
     images[:, :, :marker, width - marker :] = np.array(MARKER_RGB, dtype=np.uint8)[None, :, None, None]
     return images
@@ -204,9 +199,7 @@ def write_imagenet32(
 
 
 # --------------------------------------------------------------------------------------------- binary / .mat
-def write_svhn(
-    root: Path, per_class: int, eval_per_class: int, classes: int, rng: np.random.Generator
-) -> Written:
+def write_svhn(root: Path, per_class: int, eval_per_class: int, classes: int, rng: np.random.Generator) -> Written:
     import scipy.io
 
     root.mkdir(parents=True, exist_ok=True)
@@ -224,9 +217,7 @@ def write_svhn(
     return Written("svhn", root, 10, labels, size=32)
 
 
-def write_stl10(
-    root: Path, per_class: int, eval_per_class: int, classes: int, rng: np.random.Generator
-) -> Written:
+def write_stl10(root: Path, per_class: int, eval_per_class: int, classes: int, rng: np.random.Generator) -> Written:
     folder = root / "stl10_binary"
     folder.mkdir(parents=True, exist_ok=True)
     labels = {}
@@ -236,9 +227,7 @@ def write_stl10(
         images.transpose(0, 1, 3, 2).tofile(folder / f"{split}_X.bin")  # each plane column-major
         (y + 1).astype(np.uint8).tofile(folder / f"{split}_y.bin")
         labels[split] = y
-    class_images(rng.integers(0, 10, 4), 96, 96, 10, rng, 8).transpose(0, 1, 3, 2).tofile(
-        folder / "unlabeled_X.bin"
-    )
+    class_images(rng.integers(0, 10, 4), 96, 96, 10, rng, 8).transpose(0, 1, 3, 2).tofile(folder / "unlabeled_X.bin")
     names = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
     (folder / "class_names.txt").write_text("\n".join(names) + "\n")
     n_train = len(labels["train"])
@@ -261,9 +250,7 @@ def write_tiny_imagenet(
     root: Path, per_class: int, eval_per_class: int, classes: int, rng: np.random.Generator
 ) -> Written:
     base = root / "tiny-imagenet-200"
-    wnids = fake_wnids(
-        classes, rng
-    )  # file order, not sorted: the reader must use one mapping for both splits
+    wnids = fake_wnids(classes, rng)  # file order, not sorted: the reader must use one mapping for both splits
     index = {w: i for i, w in enumerate(sorted(wnids))}
     (base / "train").mkdir(parents=True, exist_ok=True)
     (base / "wnids.txt").write_text("\n".join(wnids) + "\n")
@@ -295,9 +282,7 @@ def write_tiny_imagenet(
     for i, image in enumerate(class_images(rng.integers(0, classes, 3), 64, 64, classes, rng, 16)):
         save_image(image, base / "test" / "images" / f"test_{i}.JPEG")
     train = np.repeat(np.arange(classes), per_class)
-    return Written(
-        "tiny_imagenet", root, classes, {"train": train, "val": val}, size=64, marker=16, special=special
-    )
+    return Written("tiny_imagenet", root, classes, {"train": train, "val": val}, size=64, marker=16, special=special)
 
 
 def _meta_mat(path, wnids_by_id: list[str], rng: np.random.Generator) -> None:
@@ -429,9 +414,7 @@ def write(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.data_formats", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m tests.data_formats", description=__doc__.split("\n\n")[0])
     parser.add_argument("format", choices=FORMATS)
     parser.add_argument("dir", type=Path, help="where to write; pass it as data.root")
     parser.add_argument("--per-class", type=int, default=10, help="training images per class")
@@ -447,14 +430,10 @@ def main(argv: list[str] | None = None) -> int:
         options = {"flat_val": args.flat_val, "devkit_tar": args.devkit_tar}
     elif args.format == "imagenet32":
         options = {"npz": args.npz}
-    written = write(
-        args.format, args.dir, args.per_class, args.eval_per_class, args.classes, args.seed, **options
-    )
+    written = write(args.format, args.dir, args.per_class, args.eval_per_class, args.classes, args.seed, **options)
     counts = ", ".join(f"{split} {len(labels)}" for split, labels in written.labels.items())
     print(f"wrote {args.format} ({written.num_classes} classes; {counts}) under {written.root}")
-    extra = (
-        "" if written.num_classes == NUM_CLASSES[args.format] else f" data.num_classes={written.num_classes}"
-    )
+    extra = "" if written.num_classes == NUM_CLASSES[args.format] else f" data.num_classes={written.num_classes}"
     print(f"train on it: python train.py data={args.format} data.root={written.root}{extra}")
     return 0
 

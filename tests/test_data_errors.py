@@ -174,9 +174,7 @@ def test_corrupt_jpeg_in_streaming_dataset_named_or_skipped(tmp_path):
 
 
 def test_labels_beyond_num_classes(copies):
-    message = error_of(
-        build, cfg("cifar10", copies["cifar10"].root, num_classes=5), 4, 4, torch.device("cpu"), 0
-    )
+    message = error_of(build, cfg("cifar10", copies["cifar10"].root, num_classes=5), 4, 4, torch.device("cpu"), 0)
     assert "labels span 0..9 but data.num_classes=5" in message
 
 
@@ -209,9 +207,7 @@ def test_checksum_mismatch_only_warns(copies):
 
 def test_preset_size_mismatch_and_unbatchable_streaming_preset(copies):
     message = error_of(build, cfg("svhn", copies["svhn"].root, img_size=56), 4, 4, torch.device("cpu"), 0)
-    assert (
-        "data.train_transform=none turns the 32x32 images of svhn into 32x32, but data.img_size=56" in message
-    )
+    assert "data.train_transform=none turns the 32x32 images of svhn into 32x32, but data.img_size=56" in message
     data = cfg("imagenet", copies["imagenet"].root, train_transform="pad_crop_flip", num_workers=0)
     assert "cannot batch them" in error_of(build, data, 4, 4, torch.device("cpu"), 0)
 

@@ -126,12 +126,8 @@ def test_imagenet_flat_val_labels_from_ground_truth(tmp_path, source):
     if source == "kaggle_csv":
         shutil.rmtree(tmp_path / "ILSVRC2012_devkit_t12")
         wnids = sorted(os.listdir(tmp_path / "train"))
-        rows = [
-            f"ILSVRC2012_val_{i + 1:08d},{wnids[y]} 1 2 30 40 " for i, y in enumerate(written.labels["val"])
-        ]
-        (tmp_path / "LOC_val_solution.csv").write_text(
-            "ImageId,PredictionString\n" + "\n".join(rows[::-1]) + "\n"
-        )
+        rows = [f"ILSVRC2012_val_{i + 1:08d},{wnids[y]} 1 2 30 40 " for i, y in enumerate(written.labels["val"])]
+        (tmp_path / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + "\n".join(rows[::-1]) + "\n")
     val = read_split(cfg_for(written), "val")
     # devkit IDs are not sorted-wnid indices: labels must still equal the sorted-wnid labels written
     check_imagenet(val, written, "val")

@@ -39,9 +39,7 @@ def run(stream, epoch=0, start=0):
 
 
 def same(a, b) -> bool:
-    return len(a) == len(b) and all(
-        torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b)
-    )
+    return len(a) == len(b) and all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b))
 
 
 def test_batches_are_normalised_float_and_a_function_of_seed_and_epoch(imagenet):
@@ -65,10 +63,7 @@ def test_ranks_see_disjoint_shards_of_the_same_permutation(imagenet):
     _, cfg, dataset = imagenet
     order = [loader(cfg, dataset, rank=r, world_size=2, batch_size=5).order.indices(0) for r in (0, 1)]
     assert len(set(order[0].tolist()) & set(order[1].tolist())) == 0 and len(order[0]) == 10
-    labels = [
-        torch.cat([y for _, y in run(loader(cfg, dataset, rank=r, world_size=2, batch_size=5))])
-        for r in (0, 1)
-    ]
+    labels = [torch.cat([y for _, y in run(loader(cfg, dataset, rank=r, world_size=2, batch_size=5))]) for r in (0, 1)]
     assert labels[0].tolist() == dataset.labels[order[0]].tolist()
     assert labels[1].tolist() == dataset.labels[order[1]].tolist()
 

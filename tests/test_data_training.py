@@ -22,9 +22,7 @@ def test_short_training_on_cifar10_copy_beats_chance(tmp_path, train_cfg):
         "channels_last=false",
     )
     threads = torch.get_num_threads()
-    torch.set_num_threads(
-        1
-    )  # a tiny net gains nothing from a thread team, which spin-waits on a busy machine
+    torch.set_num_threads(1)  # a tiny net gains nothing from a thread team, which spin-waits on a busy machine
     try:
         results = train(cfg)
     finally:

@@ -22,9 +22,7 @@ from tests.data_helpers import data_cfg
 
 
 def images(n=6, h=64, w=64, seed=0):
-    return torch.randint(
-        0, 256, (n, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
-    )
+    return torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
 
 
 def gen(seed=0):
@@ -42,9 +40,7 @@ def gen(seed=0):
         ("imagenet32", "flip", True, 32, 32),
     ],
 )
-def test_batch_presets_give_documented_shapes_and_are_deterministic(
-    dataset, preset, train, size_in, size_out
-):
+def test_batch_presets_give_documented_shapes_and_are_deterministic(dataset, preset, train, size_in, size_out):
     fn = batch_transform(preset, data_cfg(dataset), train)
     x = images(8, size_in, size_in)
     out = fn(x, gen(1))
@@ -74,10 +70,7 @@ def test_random_resized_crop_params_follow_torchvision_rules():
     assert ratio.min() >= math.log(3 / 4) - 0.1 and ratio.max() <= math.log(4 / 3) + 0.1
     torch.manual_seed(0)  # torchvision draws from the global generator
     theirs = torch.tensor(
-        [
-            RandomResizedCrop.get_params(torch.empty(1, 64, 48), [0.08, 1.0], [3 / 4, 4 / 3])
-            for _ in range(4000)
-        ],
+        [RandomResizedCrop.get_params(torch.empty(1, 64, 48), [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(4000)],
         dtype=torch.float64,
     )
     their_area = theirs[:, 2] * theirs[:, 3] / (64 * 48)
@@ -87,12 +80,7 @@ def test_random_resized_crop_params_follow_torchvision_rules():
     assert all(torch.equal(a, b) for a, b in zip((top, left, h, w), same))
     # nothing fits (a 2:1 crop of the full area of a square): torchvision's central fallback
     top, left, h, w = random_resized_crop_params(40, 40, 3, (1.0, 1.0), (2.0, 3.0), gen())
-    assert (
-        w.tolist() == [40] * 3
-        and h.tolist() == [20] * 3
-        and top.tolist() == [10] * 3
-        and left.tolist() == [0] * 3
-    )
+    assert w.tolist() == [40] * 3 and h.tolist() == [20] * 3 and top.tolist() == [10] * 3 and left.tolist() == [0] * 3
 
 
 def test_batched_resized_crop_matches_torchvision_per_image():
@@ -111,9 +99,7 @@ def test_batched_resized_crop_matches_torchvision_per_image():
     # upscaling: the same bilinear samples; only the outermost output ring differs (roi_align blends up to
     # half a pixel from outside the box where crop-then-resize repeats the edge)
     assert diff[upscaled][:, :, 1:-1, 1:-1].max() <= 1
-    assert (
-        diff[~upscaled].mean() < 2
-    )  # downscaling: roi_align's box average vs torchvision's antialias filter
+    assert diff[~upscaled].mean() < 2  # downscaling: roi_align's box average vs torchvision's antialias filter
     full = resized_crops(
         x,
         torch.zeros(32, dtype=torch.long),

@@ -141,17 +141,13 @@ class StridedBlock(nn.Module):
         super().__init__()
         c = channels
         if conv == "dice":
-            self.left = nn.Sequential(
-                ConvBnAct(c, c, 3, 2, groups=c, act=nn.PReLU), ConvBnAct(c, c, 1, act=nn.PReLU)
-            )
+            self.left = nn.Sequential(ConvBnAct(c, c, 3, 2, groups=c, act=nn.PReLU), ConvBnAct(c, c, 1, act=nn.PReLU))
             self.right = nn.Sequential(
                 host_unit(conv, c, c, 2, size, variant, optional), ConvBnAct(c, c, 1, act=nn.PReLU)
             )
         else:
             self.left = host_unit(conv, c, c, 2, size, variant, optional)
-            self.right = nn.Sequential(
-                first_pointwise(first, c, c), host_unit(conv, c, c, 2, size, variant, optional)
-            )
+            self.right = nn.Sequential(first_pointwise(first, c, c), host_unit(conv, c, c, 2, size, variant, optional))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return channel_shuffle(torch.cat((self.left(x), self.right(x)), dim=1), 2)
@@ -175,9 +171,7 @@ class SkeletonNet(ClassifierNet):
         if head == "grouped" and (in_ch % head_groups or head_channels % head_groups):
             raise ValueError(f"head_groups={head_groups} must divide {in_ch} and {head_channels}")
         grouped = head == "grouped"
-        self.head_proj = (
-            nn.Conv2d(in_ch, head_channels, 1, groups=head_groups, bias=False) if grouped else None
-        )
+        self.head_proj = nn.Conv2d(in_ch, head_channels, 1, groups=head_groups, bias=False) if grouped else None
         self.num_features = in_ch if grouped else head_channels
         self.head_hidden_size = head_channels
         if drop_rate is None:  # the authors' rule
@@ -240,9 +234,7 @@ class DiCENet(SkeletonNet):
             blocks = [StridedBlock(in_ch, size, conv, first_pointwise, variant, optional)]
             size = strided(size)
             blocks += [
-                ChannelSplitBlock(
-                    2 * in_ch if i == 0 else width, width, size, conv, first_pointwise, variant, optional
-                )
+                ChannelSplitBlock(2 * in_ch if i == 0 else width, width, size, conv, first_pointwise, variant, optional)
                 for i in range(repeats)
             ]
             if index == len(levels) - 1 and head == "conv5":

@@ -125,8 +125,7 @@ class DimensionWiseConv(nn.Module):
             raise ValueError(f"DimConv built for {self.channels} channels got {x.shape[1]}")
         if not self.resample and tuple(x.shape[2:]) != (self.height, self.width):
             raise ValueError(
-                f"DimConv built for {self.height}x{self.width} got {x.shape[2]}x{x.shape[3]} "
-                "with resample=False"
+                f"DimConv built for {self.height}x{self.width} got {x.shape[2]}x{x.shape[3]} with resample=False"
             )
 
     def branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
