@@ -137,7 +137,7 @@ def _run_suffix(override_dirname: str) -> str:
     """'' or '__' + the overrides, made safe as one path component; long ones keep a stable hash."""
     if not override_dirname:
         return ""
-    suffix = re.sub(r"[/\\\s]+", "_", override_dirname)
+    suffix = re.sub(r"[/\\\s]+", "_", override_dirname.replace("'", "").replace('"', ""))
     if len(suffix) > MAX_SUFFIX:
         digest = hashlib.sha1(suffix.encode()).hexdigest()[:10]
         suffix = f"{suffix[: MAX_SUFFIX - 12]}~{digest}"
