@@ -29,11 +29,12 @@ pytestmark = pytest.mark.slow
 TORCHRUN_TIMEOUT_S = 900
 
 
-def torchrun(*args: str, timeout: float = TORCHRUN_TIMEOUT_S, **kwargs) -> subprocess.CompletedProcess:
+def torchrun(*args: str, timeout: float = TORCHRUN_TIMEOUT_S, env_extra: dict | None = None):
     """``python -m torch.distributed.run --standalone --nproc_per_node=2 <args>`` from the repository root."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    env.update(env_extra or {})
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, **kwargs)
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

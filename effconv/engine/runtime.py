@@ -95,6 +95,7 @@ def setup(
     control_group = None
     if world_size > 1:
         if not dist.is_initialized():
+            _warn_on_shared_store_restart(rank)
             if dev.type == "cuda":
                 torch.cuda.set_device(dev)
             dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
@@ -110,6 +111,19 @@ def setup(
     random_seed(seed, rank)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return Runtime(dev, rank, local_rank, world_size, resolve_amp(amp, dev), memory_format, control_group)
+
+
+def _warn_on_shared_store_restart(rank: int) -> None:
+    """torchrun's elastic restart (``--max-restarts``) reuses the rendezvous store of the failed attempt, whose
+    keys still hold the dead workers' addresses: the new process group waits for them until it times out
+    (pytorch/pytorch#135712, #167288). TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 on torchrun avoids it."""
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    if restarted and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and rank == 0:
+        print(
+            "note: restarted by torchrun with a shared rendezvous store; if the process group does not form, "
+            "run torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (pytorch/pytorch#135712)",
+            flush=True,
+        )
 
 
 def all_reduce_sum(values: torch.Tensor, runtime: Runtime) -> torch.Tensor:
