@@ -32,10 +32,10 @@ import torch.nn as nn
 from timm.utils import ModelEmaV3, dispatch_clip_grad, random_seed
 from torch.nn.parallel import DistributedDataParallel
 
-from effconv import data as data_lib
 from effconv import models
 from effconv.config import to_plain, validate
 from effconv.engine import checkpoint as ckpt
+from effconv.engine.datafiles import build_loaders
 from effconv.engine.evaluation import evaluate
 from effconv.engine.optim import build_optimizer, build_scheduler, current_lr, scale_lr
 from effconv.engine.outputs import RunFiles, Sinks
@@ -151,7 +151,7 @@ class Trainer:
         self.model = model
         self.ema = ModelEmaV3(model, decay=recipe.ema_decay, use_warmup=recipe.ema_warmup) if recipe.ema else None
 
-        self.loaders = data_lib.build(
+        self.loaders = build_loaders(
             cfg.data,
             recipe.batch_size,
             recipe.eval_batch_size or 2 * recipe.batch_size,
