@@ -35,6 +35,8 @@ EQUIVALENT = {
         "recipe.ema=true",
         "recipe.ema_decay=0.9",
     ],
+    # 2 ranks x 8 x 2 micro-batches (no_sync on the first) == 1 x 16 x 2
+    "mlp_accum": [*MLP, *CONSTANT_LR, "recipe.epochs=1", "limit_train_batches=8", "recipe.accum_steps=2"],
     "bn_sync": [*MLP, "+model.norm=true", "recipe.epochs=2", "limit_train_batches=6", "sync_bn=true"],
 }
 # scenarios trained only under DDP

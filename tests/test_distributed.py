@@ -96,6 +96,16 @@ def test_two_processes_equal_one_process_with_twice_the_batch(ddp, tmp_path):
         assert ddp_results[key] == single[key], key
 
 
+def test_accumulation_under_ddp_equals_one_process(ddp, tmp_path):
+    """Accumulation over 2 micro-batches with DDP's no_sync on the first: 4 updates of 32 images, as 1 process."""
+    single_dir, single = single_process_twin(tmp_path, "mlp_accum")
+    run_dir = ddp_run_dir(ddp, "mlp_accum")
+    ddp_results = json.loads((run_dir / "results.json").read_text())
+    assert ddp_results["global_steps"] == single["global_steps"] == 4 and ddp_results["effective_batch"] == 32
+    single_state = ckpt.load(single_dir / "checkpoints" / "last.pt")["state_dict"]
+    assert_close_states(ckpt.load(run_dir / "checkpoints" / "last.pt")["state_dict"], single_state, atol=1e-5)
+
+
 def test_ranks_hold_identical_model_and_ema(ddp):
     for scenario in ("mlp", "bn_ema"):
         run_dir = ddp_run_dir(ddp, scenario)
@@ -123,7 +133,7 @@ def test_syncbn_matches_one_process(ddp, tmp_path):
 
 
 def test_only_rank_zero_writes(ddp):
-    for scenario in ("mlp", "bn_sync", "bn_ema", "straight"):
+    for scenario in ("mlp", "mlp_accum", "bn_sync", "bn_ema", "straight"):
         run_dir = ddp_run_dir(ddp, scenario)
         events = [json.loads(line)["type"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         epochs = json.loads((run_dir / "results.json").read_text())["epochs"]
