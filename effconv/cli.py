@@ -30,9 +30,15 @@ _HYDRA_INFO_FLAGS = {
 
 
 def _one_line(error: Exception, overrides: list[str], config_name: str) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = str(error)
+    if error.__cause__ is not None:  # "Error merging override x=y" alone does not say what was wrong
+        text += ": " + str(error.__cause__)
+    text = text.split("Config search path:")[0]  # Hydra's list of search paths: noise for a wrong choice
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     lines = [
-        line for line in lines if "HYDRA_FULL_ERROR" not in line and not line.startswith(("full_key", "object_type"))
+        line
+        for line in lines
+        if "HYDRA_FULL_ERROR" not in line and not line.startswith(("full_key", "object_type", "reference_type"))
     ]
     message = " ".join(lines) or type(error).__name__
     for line in overrides:

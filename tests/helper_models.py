@@ -12,7 +12,8 @@ from effconv.models.base import ClassifierNet
 class TinyMLP(ClassifierNet):
     """A BN-free network (flatten -> linear -> ReLU -> linear) for exact optimizer/accumulation checks.
 
-    ``nan_on_call=k`` makes the k-th training forward return NaN, to test the loop's non-finite stop.
+    ``norm=True`` puts a BatchNorm1d after the hidden linear layer: a small, well-conditioned BN network for the
+    SyncBN checks. ``nan_on_call=k`` makes the k-th training forward return NaN, to test the non-finite stop.
     """
 
     def __init__(
@@ -22,10 +23,12 @@ class TinyMLP(ClassifierNet):
         img_size: int = 32,
         hidden: int = 32,
         drop_rate: float = 0.0,
+        norm: bool = False,
         nan_on_call: int | None = None,
     ):
         super().__init__()
-        self.features = nn.Sequential(nn.Flatten(), nn.Linear(in_chans * img_size * img_size, hidden), nn.ReLU())
+        layers = [nn.Flatten(), nn.Linear(in_chans * img_size * img_size, hidden)]
+        self.features = nn.Sequential(*layers, *([nn.BatchNorm1d(hidden)] if norm else []), nn.ReLU())
         self.num_features = hidden
         self._init_head(num_classes, drop_rate)
         self.nan_on_call = nan_on_call

@@ -3,10 +3,14 @@
 A checkpoint is plain data (tensors, numbers, strings, lists, dicts), loadable with ``weights_only=True``.
 Its keys follow timm's (``state_dict``, ``state_dict_ema``, ``optimizer``, ``amp_scaler``, ``epoch``,
 ``arch``), so ``timm.models.load_checkpoint(model, path, use_ema=True)`` reads our files, plus ``batch``
-(batches of ``epoch`` already done), ``global_step``, ``rng``, ``meters``, ``best`` and ``config``.
+(batches of ``epoch`` already done), ``global_step``, ``progress`` (epoch loss sums, best/last metrics),
+``rng`` (rank 0's RNG states), ``ranks`` (under DDP: every rank's RNG states and epoch loss sums),
+``world_size``, ``updates_per_epoch`` and ``config``.
 
 Writes go to a temporary file that is flushed, fsync'ed and ``os.replace``d over the target; the previous
-``last.pt`` is kept as ``last.prev.pt`` first, so a crash at any instant leaves a loadable checkpoint.
+``last.pt`` is hard-linked to ``last.prev.pt`` first, so a crash at any instant leaves a loadable ``last.pt``
+(and a crash while the new one is written leaves the old one in place). Resume reads ``last.pt``; if that
+cannot be read it takes the newest of ``last.prev.pt`` and ``best.pt`` that can, and says so.
 """
 
 from __future__ import annotations
@@ -43,9 +47,20 @@ def save_atomic(state: dict, path: Path, keep_previous: bool = False) -> None:
         tmp.unlink(missing_ok=True)
         raise
     if keep_previous and path.exists():
-        os.replace(path, path.with_name(PREVIOUS))
+        _keep_as_previous(path)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def _keep_as_previous(path: Path) -> None:
+    previous = path.with_name(PREVIOUS)
+    link = previous.with_name(PREVIOUS + ".tmp")
+    try:
+        link.unlink(missing_ok=True)
+        os.link(path, link)
+        os.replace(link, previous)
+    except OSError:  # no hard links here: move it (last.pt is then briefly absent; resume takes last.prev.pt)
+        os.replace(path, previous)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -76,16 +91,32 @@ def load(path: Path) -> dict:
 
 
 def find_resumable(checkpoint_dir: Path, log=print) -> tuple[Path, dict] | None:
-    """The newest loadable checkpoint of a run: last.pt, else last.prev.pt (saying why)."""
-    for name in (LAST, PREVIOUS):
-        path = Path(checkpoint_dir) / name
-        if not path.exists():
-            continue
+    """The checkpoint a run resumes from: ``last.pt``; if it cannot be read, whichever of ``last.prev.pt`` and
+    ``best.pt`` loads and holds the most updates (saying so). None when the run has no checkpoint yet; a
+    UserError when it has some and none loads: a run never silently starts over on top of its own files."""
+    directory = Path(checkpoint_dir)
+    candidates = [directory / name for name in (LAST, PREVIOUS, BEST) if (directory / name).exists()]
+    found, problems = [], []
+    for path in candidates:
         try:
-            return path, load(path)
+            state = load(path)
         except UserError as e:
-            log(f"warning: {e}; trying an older checkpoint")
-    return None
+            problems.append(str(e))
+            log(f"warning: {e}; looking for an older checkpoint")
+            continue
+        if path.name == LAST:
+            return path, state
+        found.append((state.get("global_step", 0), path, state))
+    if not candidates:
+        return None
+    if not found:
+        raise UserError(
+            f"no checkpoint in {directory} can be loaded ({'; '.join(problems)}): move that run directory "
+            "away, or pass resume=never to start the run over"
+        )
+    step, path, state = max(found, key=lambda item: item[0])  # equal steps: last.prev.pt, listed first
+    log(f"resuming from {path}, the newest checkpoint that loads (update {step})")
+    return path, state
 
 
 def rng_state() -> dict:

@@ -45,9 +45,9 @@ def evaluate_saved(eval_cfg) -> dict:
 
     from omegaconf import OmegaConf
 
-    from effconv import data as data_lib
     from effconv import models
     from effconv.engine import checkpoint as ckpt
+    from effconv.engine.datafiles import build_loaders
     from effconv.engine.outputs import write_json_atomic
     from effconv.engine.runtime import setup
     from effconv.errors import UserError
@@ -81,7 +81,7 @@ def evaluate_saved(eval_cfg) -> dict:
     cost = count_cost(model, input_size)
     model.load_state_dict(state["state_dict"])
     model.to(rt.device, memory_format=rt.memory_format)
-    loaders = data_lib.build(
+    loaders = build_loaders(
         run_cfg.data,
         eval_cfg.batch_size,
         eval_cfg.batch_size,

@@ -6,30 +6,50 @@ and the per-update schedule step. Per epoch: evaluation of the raw and the EMA w
 ``last.pt`` (and ``best.pt``). ``last.pt`` is also written mid-epoch every ``checkpoint_interval_s`` and on
 SIGTERM/SIGUSR1, always at an update boundary, with the position in the epoch: running the same command
 again resumes exactly where it stopped (``resume=auto``).
+
+Under DDP (torchrun, or a multi-task submitit job) every rank runs this loop on its shard of the data; rank 0
+alone writes files. Each optimizer update also averages the BatchNorm running statistics over the ranks
+(unless ``sync_bn``, whose statistics are global already), so every rank holds the same model and the same
+EMA, and a checkpoint written by rank 0 resumes every rank exactly. Decisions that every rank must take at
+the same update (stop on a signal, write a timed checkpoint, stop on a non-finite loss) are agreed through
+collectives; each rank's RNG state is gathered into the checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
+import os
 import signal
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
-from timm.utils import ModelEmaV3, dispatch_clip_grad, distribute_bn
+from timm.utils import ModelEmaV3, dispatch_clip_grad, random_seed
 from torch.nn.parallel import DistributedDataParallel
 
-from effconv import data as data_lib
 from effconv import models
 from effconv.config import to_plain, validate
 from effconv.engine import checkpoint as ckpt
+from effconv.engine.datafiles import build_loaders
 from effconv.engine.evaluation import evaluate
 from effconv.engine.optim import build_optimizer, build_scheduler, current_lr, scale_lr
 from effconv.engine.outputs import RunFiles, Sinks
 from effconv.engine.results import build_results, print_result_table, run_dir_of
-from effconv.engine.runtime import Runtime, setup
+from effconv.engine.runtime import (
+    Agreement,
+    Runtime,
+    all_reduce_sum,
+    average_bn_statistics,
+    barrier,
+    gather_to_primary,
+    setup,
+)
+from effconv.engine.sync_bn import to_sync_batchnorm
 from effconv.engine.workarounds import avoid_cpu_channels_last_crash
 from effconv.errors import NonFiniteLossError, UserError
 from effconv.profile import count_cost
@@ -53,28 +73,51 @@ class Progress:
     loss_sum: float = 0.0  # training loss of the epoch so far, summed over images
     seen: int = 0  # images of the epoch so far
     train_time_s: float = 0.0  # wall time spent in training steps, whole run
-    train_images: int = 0
+    train_images: int = 0  # all ranks together
     best: dict = field(default_factory=dict)  # top1/top5/epoch of raw and EMA weights, and the primary metric
     last: dict = field(default_factory=dict)
 
 
 class StopSignal:
-    """Turns SIGTERM/SIGUSR1 into a flag the loop checks at update boundaries."""
+    """SIGTERM/SIGUSR1 become a flag the loop acts on at the next update boundary: write ``last.pt``, stop.
 
-    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s)
+    Inside a submitit job (``hydra/launcher=submitit_slurm`` / ``submitit_local``) submitit's own
+    pre-emption/time-out signal (SIGUSR2 unless ``SUBMITIT_PREEMPT_SIGNAL`` names another) is caught too.
+    Submitit installed its handler before ours; after our checkpoint, ``hand_over`` calls it: it asks the
+    launcher's ``checkpoint()`` for the resubmission (hydra-submitit-launcher resubmits the same job with the
+    same overrides, hence the same run directory) and requeues the job, which resumes from ``last.pt``.
+    """
 
     def __init__(self):
-        self.received = None
+        self.received: int | None = None
         self.previous = {}
+
+    @staticmethod
+    def signals() -> tuple[int, ...]:
+        names = ["SIGTERM", "SIGUSR1"]
+        if os.environ.get("SUBMITIT_EXECUTOR"):
+            names.append("SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
+        return tuple(dict.fromkeys(getattr(signal, n) for n in names if hasattr(signal, n)))
+
+    @property
+    def name(self) -> str | None:
+        return signal.Signals(self.received).name if self.received else None
 
     def __enter__(self):
         with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-            for s in self.SIGNALS:
+            for s in self.signals():
                 self.previous[s] = signal.signal(s, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        self.received = signal.Signals(signum).name
+        if self.received is None:
+            self.received = signum
+
+    def hand_over(self) -> None:
+        """Pass the signal on to the handler installed before ours (submitit's requeue), if any."""
+        previous = self.previous.get(self.received)
+        if callable(previous):
+            previous(self.received, None)
 
     def __exit__(self, *exc):
         for s, handler in self.previous.items():
@@ -106,13 +149,11 @@ class Trainer:
         model.to(rt.device, memory_format=rt.memory_format)
         avoid_cpu_channels_last_crash(model, rt.device, cfg.channels_last)
         if rt.distributed and cfg.sync_bn:
-            from timm.layers import convert_sync_batchnorm
-
-            model = convert_sync_batchnorm(model)
+            model = to_sync_batchnorm(model, rt.device)
         self.model = model
         self.ema = ModelEmaV3(model, decay=recipe.ema_decay, use_warmup=recipe.ema_warmup) if recipe.ema else None
 
-        self.loaders = data_lib.build(
+        self.loaders = build_loaders(
             cfg.data,
             recipe.batch_size,
             recipe.eval_batch_size or 2 * recipe.batch_size,
@@ -135,11 +176,15 @@ class Trainer:
         forward = torch.compile(self.model, mode=self.cfg.compile_mode) if self.cfg.compile else self.model
         if self.rt.distributed:
             ids = [self.rt.device.index] if self.rt.device.type == "cuda" else None
-            forward = DistributedDataParallel(forward, device_ids=ids)
+            # DDP copies rank 0's parameters and buffers into every rank here; afterwards the buffers are kept
+            # equal by averaging BN statistics at each update, not by a broadcast before every forward
+            forward = DistributedDataParallel(forward, device_ids=ids, **_NO_FORWARD_BUFFER_SYNC)
+            if self.ema is not None and self.progress.global_step == 0:
+                self.ema.set(self.model)  # the EMA was copied from this rank's own initialisation
         self.forward = forward
 
     # ------------------------------------------------------------------------------------------ checkpoints
-    def state(self) -> dict:
+    def state(self, ranks: list) -> dict:
         return {
             "version": 1,
             "arch": self.cfg.model.name,
@@ -152,13 +197,18 @@ class Trainer:
             "global_step": self.progress.global_step,
             "progress": asdict(self.progress),
             "world_size": self.rt.world_size,
-            "rng": ckpt.rng_state(),
+            "updates_per_epoch": self.updates_per_epoch,
+            "rng": ranks[0]["rng"],
+            **({"ranks": ranks} if self.rt.distributed else {}),
             "config": to_plain(self.cfg),
         }
 
     def save(self, best: bool = False) -> None:
+        # what differs between ranks, for an exact resume: RNG (dropout) and the epoch's loss sums so far
+        p = self.progress
+        ranks = gather_to_primary({"rng": ckpt.rng_state(), "loss_sum": p.loss_sum, "seen": p.seen}, self.rt)
         if self.rt.is_primary:
-            state = self.state()
+            state = self.state(ranks)
             ckpt.save_atomic(state, self.files.checkpoints / ckpt.LAST, keep_previous=True)
             if best:
                 ckpt.save_atomic(state, self.files.checkpoints / ckpt.BEST)
@@ -188,11 +238,16 @@ class Trainer:
             ) from None
         if self.scaler and state.get("amp_scaler"):
             self.scaler.load_state_dict(state["amp_scaler"])
-        self.progress = Progress(**state["progress"])
-        if state.get("world_size", 1) != self.rt.world_size and self.progress.batch:
-            self.log("world size changed mid-epoch: the interrupted epoch restarts from its first batch")
-            self.progress.batch, self.progress.loss_sum, self.progress.seen = 0, 0.0, 0
-        ckpt.set_rng_state(state["rng"])
+        self.progress = p = Progress(**state["progress"])
+        self._restore_rank_state(state)
+        updates_before = state.get("updates_per_epoch", self.updates_per_epoch)
+        if state.get("world_size", 1) != self.rt.world_size or updates_before != self.updates_per_epoch:
+            # another sharding or epoch length (allow_resume_change): a mid-epoch position means nothing now,
+            # and the schedule, which is a function of the update count, must continue at this epoch's start
+            if p.batch:
+                self.log(f"the epoch length changed: epoch {p.epoch + 1} restarts from its first batch")
+            p.batch, p.loss_sum, p.seen = 0, 0.0, 0
+            p.global_step = p.epoch * self.updates_per_epoch
         self.log(
             f"resumed from {path}: epoch {self.progress.epoch + 1}, batch {self.progress.batch}, "
             f"update {self.progress.global_step}"
@@ -200,6 +255,17 @@ class Trainer:
         self.files.event(
             "resume", checkpoint=str(path), **{k: getattr(self.progress, k) for k in ("epoch", "batch", "global_step")}
         )
+
+    def _restore_rank_state(self, state: dict) -> None:
+        ranks = state.get("ranks")
+        if ranks and len(ranks) == self.rt.world_size:
+            mine = ranks[self.rt.rank]
+            ckpt.set_rng_state(mine["rng"])
+            self.progress.loss_sum, self.progress.seen = mine["loss_sum"], mine["seen"]
+        elif self.rt.is_primary:
+            ckpt.set_rng_state(state["rng"])
+        else:  # ranks that did not exist when the checkpoint was written: fresh streams
+            random_seed(self.cfg.seed + state.get("global_step", 0), self.rt.rank)
 
     def _check_compatible(self, path, state: dict) -> None:
         old = state.get("config", {})
@@ -248,6 +314,8 @@ class Trainer:
             )
         self.files.event(
             "start",
+            pid=os.getpid(),
+            host=socket.gethostname(),
             model=cfg.model.name,
             params=self.cost.params,
             madds=self.cost.madds,
@@ -257,6 +325,7 @@ class Trainer:
             resumed_at=asdict(p) if p.global_step else None,
         )
         self._sync_schedule()
+        self.agreement = Agreement(self.rt)
         with StopSignal() as self.stop:
             for epoch in range(p.epoch, recipe.epochs):
                 epoch_stats = self.train_epoch(epoch)
@@ -265,6 +334,7 @@ class Trainer:
                 else:
                     self._advance(epoch)
                     self.save()
+        self.agreement.close()
         results = build_results(self)
         self.files.write_results(results)
         self.files.event("end", **{k: results[k] for k in ("top1", "best_top1", "last_top1")})
@@ -313,7 +383,7 @@ class Trainer:
                 self._step()
                 elapsed = time.perf_counter() - start
                 p.batch, p.loss_sum, p.seen = b + 1, float(loss_sum), p.seen + images
-                p.train_time_s, p.train_images = p.train_time_s + elapsed, p.train_images + images
+                p.train_time_s, p.train_images = p.train_time_s + elapsed, p.train_images + images * rt.world_size
                 start, images = time.perf_counter(), 0
                 if bar is not None:
                     bar.update(window)
@@ -327,7 +397,9 @@ class Trainer:
         if bar is not None:
             bar.close()
         self._check_finite(pending, epoch)
-        return {"loss": p.loss_sum / max(p.seen, 1), "seen": p.seen}
+        totals = torch.tensor([p.loss_sum, p.seen], dtype=torch.float64, device=rt.device)
+        loss_sum, seen = all_reduce_sum(totals, rt).tolist()  # the whole global batch's loss
+        return {"loss": loss_sum / max(seen, 1.0), "seen": int(seen)}
 
     def _step(self) -> None:
         recipe = self.recipe
@@ -342,22 +414,30 @@ class Trainer:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.progress.global_step += 1
+        if not self.cfg.sync_bn:
+            average_bn_statistics(self.model, self.rt)  # no-op in a single process
         if self.ema is not None:
             self.ema.update(self.model, step=self.progress.global_step)
         if recipe.sched_on_updates:
             self.scheduler.step_update(self.progress.global_step)
 
     def _check_finite(self, pending: list, epoch: int) -> None:
+        """Stop at the first non-finite loss of ``pending`` (every rank, when any rank saw one)."""
         if not pending:
             return
         losses = torch.stack([loss for _, loss in pending])
-        finite = torch.isfinite(losses)
-        if not bool(finite.all()):
-            b = pending[int((~finite).nonzero()[0])][0]
+        batches = torch.tensor([b for b, _ in pending], device=losses.device)
+        first_bad = torch.where(torch.isfinite(losses), self.batches_per_epoch, batches).min()
+        if self.rt.distributed:
+            dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
+        b = int(first_bad)
+        if b < self.batches_per_epoch:
+            here = losses[batches == b]
+            value = here[0].item() if len(here) and not torch.isfinite(here[0]) else "non-finite on another rank"
             step = epoch * self.batches_per_epoch + b
             self.files.event("nonfinite_loss", epoch=epoch, batch=b, step=step)
             raise NonFiniteLossError(
-                f"loss became {losses[~finite][0].item()} at step {step} (epoch {epoch + 1}, batch {b}); "
+                f"loss became {value} at step {step} (epoch {epoch + 1}, batch {b}); "
                 f"the last good checkpoint is kept in {self.files.checkpoints}: lower recipe.lr or check the data"
             )
         pending.clear()
@@ -365,20 +445,28 @@ class Trainer:
     def _maybe_checkpoint(self, pending: list, epoch: int) -> None:
         interval = self.cfg.checkpoint_interval_s
         due = interval > 0 and time.monotonic() - self.last_save >= interval
-        if not (due or self.stop.received) or self.progress.batch >= self.batches_per_epoch:
-            return
+        stop, due = self.agreement.poll(self.stop.received or 0, due)
+        if not (due or stop) or self.progress.batch >= self.batches_per_epoch:
+            return  # the end of the epoch writes its own checkpoint
         self._check_finite(pending, epoch)
         self.save()
-        if self.stop.received:
-            self.files.event(
-                "interrupted",
-                signal=self.stop.received,
-                **{k: getattr(self.progress, k) for k in ("epoch", "batch", "global_step")},
-            )
-            raise Interrupted(
-                f"{self.stop.received}: checkpoint written at epoch {epoch + 1}, batch "
-                f"{self.progress.batch}; run the same command to resume"
-            )
+        if stop:
+            self.stop.received = stop  # ranks the signal did not reach act on it too
+            self._interrupt(epoch)
+
+    def _interrupt(self, epoch: int) -> None:
+        p = self.progress
+        self.files.event("interrupted", signal=self.stop.name, epoch=p.epoch, batch=p.batch, global_step=p.global_step)
+        self.agreement.close()
+        barrier(self.rt)  # rank 0's checkpoint is on disk before any rank leaves
+        try:
+            self.stop.hand_over()  # in a submitit job, rank 0 requeues it here (and exits)
+        finally:
+            barrier(self.rt)  # ranks leave together, after the requeue was asked for
+        raise Interrupted(
+            f"{self.stop.name}: checkpoint written at epoch {epoch + 1}, batch {p.batch}; "
+            "run the same command to resume"
+        )
 
     def _progress_bar(self, epoch: int, total: int, initial: int):
         if not (self.cfg.progress and self.rt.is_primary):
@@ -398,10 +486,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------- evaluation
     def end_epoch(self, epoch: int, train_stats: dict) -> None:
         cfg, p = self.cfg, self.progress
-        if self.rt.distributed and not cfg.sync_bn:
-            distribute_bn(self.model, self.rt.world_size, reduce=True)
-            if self.ema is not None:
-                distribute_bn(self.ema.module, self.rt.world_size, reduce=True)
+        # BN statistics are equal on every rank already (averaged at each update, or SyncBN's global ones)
         raw = evaluate(self.model, self.loaders.eval, self.rt, cfg.limit_eval_batches)
         ema = evaluate(self.ema.module, self.loaders.eval, self.rt, cfg.limit_eval_batches) if self.ema else None
         primary = ema["top1"] if ema else raw["top1"]
@@ -443,6 +528,14 @@ class Trainer:
         )
         self._advance(epoch)
         self.save(best=improved)
+
+
+# DDP keyword that stops the broadcast of buffers before every forward (renamed in recent torch)
+_NO_FORWARD_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else {"broadcast_buffers": False}
+)
 
 
 def train(cfg) -> dict:

@@ -8,6 +8,7 @@ per-epoch metrics; the run files are always written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -23,10 +24,26 @@ from effconv.errors import UserError
 REPO_DIR = Path(__file__).resolve().parents[2]
 
 
+@contextlib.contextmanager
+def writing(path: Path):
+    """A failed write of a run file (disk full, permissions) is a one-line error naming the file."""
+    try:
+        yield
+    except OSError as e:
+        raise UserError(
+            f"cannot write {path}: {e.strerror or e}; the checkpoints written so far are intact "
+            "(free disk space or fix permissions, then run the same command to resume)"
+        ) from None
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     tmp = Path(path).with_name(Path(path).name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    with writing(path):
+        try:
+            tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def git_state() -> dict:
@@ -60,24 +77,27 @@ class RunFiles:
 
     def write_config(self, cfg) -> None:
         if self.primary:
-            (self.dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            with writing(self.dir / "config.yaml"):
+                (self.dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     def event(self, kind: str, **fields) -> None:
         if self.primary:
-            with open(self.metrics, "a") as f:
+            with writing(self.metrics), open(self.metrics, "a") as f:
                 f.write(json.dumps({"type": kind, "time": round(time.time(), 3), **fields}) + "\n")
 
     def start_summary(self, epochs_done: int) -> None:
         """Drop rows of epochs that will be run again (a resumed run), or an old file (a fresh one)."""
         if self.primary:
-            if epochs_done == 0:
-                self.summary.unlink(missing_ok=True)
-            else:  # rows are numbered from 1: keep 1..epochs_done
-                trim_summary(str(self.summary), epochs_done + 1)
+            with writing(self.summary):
+                if epochs_done == 0:
+                    self.summary.unlink(missing_ok=True)
+                else:  # rows are numbered from 1: keep 1..epochs_done
+                    trim_summary(str(self.summary), epochs_done + 1)
 
     def summary_row(self, epoch: int, train: dict, evaluation: dict, lr: float) -> None:
         if self.primary:
-            update_summary(epoch, train, evaluation, str(self.summary), lr=lr)
+            with writing(self.summary):
+                update_summary(epoch, train, evaluation, str(self.summary), lr=lr)
 
     def write_results(self, results: dict) -> None:
         if self.primary:
