@@ -28,6 +28,11 @@ class Row:
     met: bool | None = None
     note: str = ""
     extra: dict = field(default_factory=dict)
+    cause: str = ""  # where a target is missed: the measured reason
+
+    def __post_init__(self):
+        if self.met is not None:
+            self.met = bool(self.met)
 
     def to_dict(self) -> dict:
         return asdict(self)

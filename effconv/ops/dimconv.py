@@ -28,6 +28,11 @@ Two formulations share one set of parameters:
   contiguous view (N, H, W, C); kernels are transposed accordingly (9 values per row or column). The three
   outputs are interleaved by a single ``torch.stack`` in the input's layout, which replaces the
   concatenation and the group-3 channel shuffle of the reference.
+* ``forward_planes`` goes one step further for the DiCE unit: it never interleaves. BN + PReLU run on each
+  branch with the parameters (and running statistics) of that branch's channels (every third of the 3C), and
+  the three normalised planes go to DimFuse, whose local fusion (a grouped 1x1 conv with C groups of the three
+  planes of one channel) is then a per-channel weighted sum of the planes: the interleave copy, ~40% of
+  DimConv's time in channels_last on CPU (benchmarks/bench_dice.py), is folded into the fusion weights.
 * ``forward_reference`` is the authors' formulation: explicit transposes with ``.contiguous()``, three convs,
   concatenation [depth, height, width], group-3 channel shuffle. Kept for the equivalence test.
 
@@ -140,6 +145,31 @@ class DimensionWiseConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(interleave(*self.branches(x))))
+
+    def forward_planes(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[depth, height, width] responses, each after BN + PReLU: ``forward`` = their interleave."""
+        planes = self.branches(x)
+        if self.norm.training and self.norm.track_running_stats:
+            self.norm.num_batches_tracked.add_(1)
+        return [self._norm_act(t, b) for b, t in enumerate(planes)]
+
+    def _norm_act(self, t: torch.Tensor, branch: int) -> torch.Tensor:
+        """BN + PReLU of one branch: channel i of the branch is channel 3i + branch of ``norm`` / ``act``."""
+        bn, take = self.norm, slice(branch, None, 3)
+        momentum = bn.momentum
+        if bn.training and bn.track_running_stats and momentum is None:  # cumulative average, as nn.BatchNorm
+            momentum = 1.0 / float(bn.num_batches_tracked)
+        use_batch = bn.training or bn.running_mean is None
+        stats = (None, None)
+        if bn.running_mean is not None:  # strided views, updated in place when training
+            stats = (bn.running_mean[take], bn.running_var[take])
+            if not use_batch:
+                stats = tuple(s.contiguous() for s in stats)
+        # contiguous copies of the C affine values: torch 2.15's channels_last batch_norm backward reads a
+        # strided weight as if it were contiguous (wrong input gradients; tests/test_fast_ops.py)
+        weight, bias = bn.weight[take].contiguous(), bn.bias[take].contiguous()
+        out = F.batch_norm(t, *stats, weight, bias, use_batch, momentum or 0.0, bn.eps)
+        return F.prelu(out, self.act.weight[take])
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         """The authors' formulation: transposes with contiguous copies, concat, group-3 shuffle."""
