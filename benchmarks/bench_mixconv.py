@@ -50,8 +50,7 @@ def _mixconv_rows(ctx: Context, batch: int) -> list[Row]:
     for channels, size, kernels, stride in MIXED_LAYERS:
         theirs = MixedConv2d(channels, channels, kernels, stride=stride, depthwise=True).to(ctx.device)
         ours = {
-            impl: MixConv(channels, kernels, stride, impl=impl).to(ctx.device)
-            for impl in ("auto", "split", "padded")
+            impl: MixConv(channels, kernels, stride, impl=impl).to(ctx.device) for impl in ("auto", "split", "padded")
         }
         for module in ours.values():
             for w, conv in zip(module.weights, theirs.values()):
@@ -104,9 +103,7 @@ def _pointwise_rows(ctx: Context, batch: int) -> list[Row]:
         theirs = MixedConv2d(in_ch, out_ch, [1, 1]).to(ctx.device)
         ours = GroupedPointwise(in_ch, out_ch, 2).to(ctx.device)
         ours.convs[0].weight.data.copy_(torch.cat([c.weight for c in theirs.values()]))
-        x, theirs, ours = _channels_last(
-            torch.randn(batch, in_ch, size, size, device=ctx.device), theirs, ours
-        )
+        x, theirs, ours = _channels_last(torch.randn(batch, in_ch, size, size, device=ctx.device), theirs, ours)
         with torch.no_grad():
             torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-4)
         times = compare({"timm": forward_backward(theirs, x), "ours": forward_backward(ours, x)}, ctx)
@@ -136,11 +133,7 @@ def from_timm(model: nn.Module) -> nn.Module:
             convs = list(child.values())
             if convs[0].kernel_size == (1, 1):
                 new = GroupedPointwise(child.in_channels, child.out_channels, len(convs))
-                weights = (
-                    [torch.cat([c.weight for c in convs])]
-                    if len(new.convs) == 1
-                    else [c.weight for c in convs]
-                )
+                weights = [torch.cat([c.weight for c in convs])] if len(new.convs) == 1 else [c.weight for c in convs]
                 for conv, weight in zip(new.convs, weights):
                     conv.weight.data.copy_(weight)
             else:

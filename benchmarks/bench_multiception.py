@@ -33,9 +33,7 @@ class PaddedSingleConv(nn.Module):
         weight = torch.zeros(channels * len(kernels), 1, size, size)
         for i, k in enumerate(kernels):
             start = (size - k) // 2
-            weight[i :: len(kernels), :, start : start + k, start : start + k] = torch.randn(
-                channels, 1, k, k
-            )
+            weight[i :: len(kernels), :, start : start + k, start : start + k] = torch.randn(channels, 1, k, k)
         self.weight = nn.Parameter(weight)
         self.groups, self.padding = channels, size // 2
 

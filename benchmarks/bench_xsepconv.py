@@ -82,9 +82,7 @@ def run(ctx: Context) -> list[Row]:
                 "F.pad + 2x2 conv per direction (+ concat)",
             )
         )
-    xsep = nn.Sequential(XSepConv(240, 5, act_layer=nn.Hardswish), nn.BatchNorm2d(240)).to(
-        device, memory_format=fmt
-    )
+    xsep = nn.Sequential(XSepConv(240, 5, act_layer=nn.Hardswish), nn.BatchNorm2d(240)).to(device, memory_format=fmt)
     dw = nn.Sequential(nn.Conv2d(240, 240, 5, padding=2, groups=240, bias=False), nn.BatchNorm2d(240))
     dw = dw.to(device, memory_format=fmt)
     madds = count_cost(xsep, (240, 14, 14)).madds / count_cost(dw, (240, 14, 14)).madds

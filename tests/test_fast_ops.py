@@ -78,3 +78,52 @@ def test_rolled_shift_max_equals_reference(shift, channels_last):
     out_b.backward(upstream)
     torch.testing.assert_close(xa.grad, xb.grad)
     torch.testing.assert_close(ca.grad, cb.grad)
+
+
+@pytest.mark.parametrize(
+    "channels, groups",
+    [(96, (24, 48)), (16, (4, 8)), (24, (4, 6)), (72, (6, 36)), (60, (4, 3)), (36, (4, 6)), (12, (3, 2, 4))],
+)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_composed_shuffles_equal_shuffles_in_turn(channels, groups, channels_last):
+    from effconv.ops.common import channel_shuffle, channel_shuffles
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, channels, 3, 4).contiguous(memory_format=fmt).requires_grad_()
+    expected = x
+    for g in groups:
+        expected = channel_shuffle(expected, g)
+    got = channel_shuffles(x, groups)
+    assert torch.equal(got, expected)
+    assert got.is_contiguous(memory_format=fmt)
+    upstream = torch.randn_like(got)
+    assert torch.equal(torch.autograd.grad(got, x, upstream)[0], torch.autograd.grad(expected, x, upstream)[0])
+
+
+def test_shuffle_digits_of_a_micronet_pair_and_a_cancelling_pair():
+    from effconv.ops.common import shuffle_digits
+
+    assert shuffle_digits(96, (24, 48)) == ([12, 2, 4], [1, 2, 0])
+    sizes, order = shuffle_digits(24, (4, 6))  # shuffling by 4 then by 6 = identity
+    assert order == sorted(order)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_interleave_equals_concat_then_shuffle(channels_last):
+    from effconv.ops.common import channel_shuffle, interleave
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    parts = [torch.randn(2, 5, 3, 4).contiguous(memory_format=fmt) for _ in range(3)]
+    got = interleave(*parts)
+    assert torch.equal(got, channel_shuffle(torch.cat(parts, 1), 3))
+    assert got.is_contiguous(memory_format=fmt)
+
+
+def test_channel_shuffle_keeps_channels_last_and_matches_the_view_idiom():
+    from effconv.ops.common import channel_shuffle
+
+    x = torch.randn(2, 12, 3, 4)
+    idiom = x.view(2, 3, 4, 3, 4).transpose(1, 2).reshape(2, 12, 3, 4)
+    got = channel_shuffle(x.contiguous(memory_format=torch.channels_last), 3)
+    assert torch.equal(got, idiom)
+    assert got.is_contiguous(memory_format=torch.channels_last)

@@ -61,7 +61,7 @@ from torch import nn
 from effconv.models import register
 from effconv.models.base import ClassifierNet, init_kaiming
 from effconv.models.unit_host import host_unit, pair, strided
-from effconv.ops.common import ConvBnAct, channel_shuffle
+from effconv.ops.common import ConvBnAct, channel_shuffle, interleave
 from effconv.ops.dice import first_pointwise
 
 REPEATS = (3, 7, 3)
@@ -115,6 +115,13 @@ def level_channels(width_mult: float, table: str = "dicenet") -> tuple[int, ...]
     return c0, c0, c2, 2 * c2, 4 * c2, interpolate(5, 8)
 
 
+def _concat_shuffle(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """channel_shuffle(cat(left, right), 2): one interleaving copy when the halves are equal, else two."""
+    if left.shape[1] == right.shape[1]:
+        return interleave(left, right)
+    return channel_shuffle(torch.cat((left, right), dim=1), 2)
+
+
 class ChannelSplitBlock(nn.Module):
     """ShuffleNetV2 / ShuffleDiCE block: split, [1x1 -> unit] on the right part, concat, shuffle (2)."""
 
@@ -130,8 +137,7 @@ class ChannelSplitBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        right = self.branch(x[:, self.left :])
-        return channel_shuffle(torch.cat((x[:, : self.left], right), dim=1), 2)
+        return _concat_shuffle(x[:, : self.left], self.branch(x[:, self.left :]))
 
 
 class StridedBlock(nn.Module):
@@ -141,20 +147,16 @@ class StridedBlock(nn.Module):
         super().__init__()
         c = channels
         if conv == "dice":
-            self.left = nn.Sequential(
-                ConvBnAct(c, c, 3, 2, groups=c, act=nn.PReLU), ConvBnAct(c, c, 1, act=nn.PReLU)
-            )
+            self.left = nn.Sequential(ConvBnAct(c, c, 3, 2, groups=c, act=nn.PReLU), ConvBnAct(c, c, 1, act=nn.PReLU))
             self.right = nn.Sequential(
                 host_unit(conv, c, c, 2, size, variant, optional), ConvBnAct(c, c, 1, act=nn.PReLU)
             )
         else:
             self.left = host_unit(conv, c, c, 2, size, variant, optional)
-            self.right = nn.Sequential(
-                first_pointwise(first, c, c), host_unit(conv, c, c, 2, size, variant, optional)
-            )
+            self.right = nn.Sequential(first_pointwise(first, c, c), host_unit(conv, c, c, 2, size, variant, optional))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return channel_shuffle(torch.cat((self.left(x), self.right(x)), dim=1), 2)
+        return _concat_shuffle(self.left(x), self.right(x))
 
 
 class SkeletonNet(ClassifierNet):
@@ -175,9 +177,7 @@ class SkeletonNet(ClassifierNet):
         if head == "grouped" and (in_ch % head_groups or head_channels % head_groups):
             raise ValueError(f"head_groups={head_groups} must divide {in_ch} and {head_channels}")
         grouped = head == "grouped"
-        self.head_proj = (
-            nn.Conv2d(in_ch, head_channels, 1, groups=head_groups, bias=False) if grouped else None
-        )
+        self.head_proj = nn.Conv2d(in_ch, head_channels, 1, groups=head_groups, bias=False) if grouped else None
         self.num_features = in_ch if grouped else head_channels
         self.head_hidden_size = head_channels
         if drop_rate is None:  # the authors' rule
@@ -240,9 +240,7 @@ class DiCENet(SkeletonNet):
             blocks = [StridedBlock(in_ch, size, conv, first_pointwise, variant, optional)]
             size = strided(size)
             blocks += [
-                ChannelSplitBlock(
-                    2 * in_ch if i == 0 else width, width, size, conv, first_pointwise, variant, optional
-                )
+                ChannelSplitBlock(2 * in_ch if i == 0 else width, width, size, conv, first_pointwise, variant, optional)
                 for i in range(repeats)
             ]
             if index == len(levels) - 1 and head == "conv5":

@@ -61,7 +61,7 @@ from torch import nn
 
 from effconv.models import register
 from effconv.models.base import ClassifierNet, init_kaiming
-from effconv.ops.common import channel_shuffle, make_divisible
+from effconv.ops.common import channel_shuffles, make_divisible
 from effconv.ops.dynamic_relu import DynamicReLU
 from effconv.ops.dynamic_shift_max import DynamicShiftMax, StaticShiftMax, squeeze_width
 from effconv.ops.micro_factorized import GroupPointwise, MicroFactorizedDepthwise, group_pair, nearest_divisor
@@ -194,9 +194,7 @@ class ChannelShuffles(nn.Module):
         self.groups = tuple(g for g in groups if g > 1)
 
     def forward(self, x):
-        for g in self.groups:
-            x = channel_shuffle(x, g)
-        return x
+        return channel_shuffles(x, self.groups)  # one copy (or none) where the shuffles compose
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}"
@@ -241,15 +239,11 @@ class ActivationFactory:
                 shift=self.shift,
             )
         elif self.kind == "static":
-            act = StaticShiftMax(
-                slot.channels, slot.groups, self.J, K, init_a=init_a, init_b=init_b, shift=self.shift
-            )
+            act = StaticShiftMax(slot.channels, slot.groups, self.J, K, init_a=init_a, init_b=init_b, shift=self.shift)
         elif self.kind == "dyrelu":
             act = DynamicReLU(slot.channels, K, squeeze=squeeze)
         else:  # se_relu: SE gate (counted as no multiplies, DESIGN §3), ReLU6 in the max slots
-            act = SqueezeExcite(
-                slot.channels, rd_channels=squeeze, act_layer=nn.ReLU, gate_layer="hard_sigmoid"
-            )
+            act = SqueezeExcite(slot.channels, rd_channels=squeeze, act_layer=nn.ReLU, gate_layer="hard_sigmoid")
             return nn.Sequential(act, nn.ReLU6(inplace=True)) if slot.max_slot else act
         # Table 6: "we add a ReLU when K=1 as only one element is left in the max operator"
         return nn.Sequential(act, nn.ReLU6(inplace=True)) if slot.max_slot and K == 1 else act
@@ -410,9 +404,7 @@ class MicroNet(ClassifierNet):
             blocks.append(_block(row, in_ch, g_e, g_c, functools.partial(slot, index=i), depthwise))
             in_ch = row.out
         head_ch, head_groups = cfg.expansion * in_ch, plan[-1][0]
-        head_act = slot(
-            "A3", head_ch, head_groups, BASE_REDUCTION * cfg.head_squeeze, max_slot=False, index=len(rows)
-        )
+        head_act = slot("A3", head_ch, head_groups, BASE_REDUCTION * cfg.head_squeeze, max_slot=False, index=len(rows))
         blocks.append(HeadExpand(in_ch, head_ch, head_groups, head_act.build))
         self.blocks = nn.Sequential(*blocks)
         self.num_features = head_ch
@@ -539,9 +531,7 @@ def _parse_choices(value, allowed: Sequence[str], name: str) -> tuple[str, ...]:
         for a in found:
             rest = rest.replace(a.lower(), "")
         if rest.strip(" ,+;_-"):
-            raise ValueError(
-                f"{name}='{value}' has unknown parts; give a list of {', '.join(allowed)}, or none"
-            )
+            raise ValueError(f"{name}='{value}' has unknown parts; give a list of {', '.join(allowed)}, or none")
         return tuple(found)
     values = tuple(str(v) for v in value)
     unknown = [v for v in values if v not in allowed]
@@ -579,9 +569,7 @@ def _plan_rows(cfg: MicroNetConfig, levels, width_mult: float, fixed_groups: int
     return rows
 
 
-def _plan_groups(
-    stem_ch: int, expansion: int, rows: list[Row], fixed: int | None, lam: float
-) -> list[tuple[int, int]]:
+def _plan_groups(stem_ch: int, expansion: int, rows: list[Row], fixed: int | None, lam: float) -> list[tuple[int, int]]:
     """(G_e, G_c) per block and, last, (G_e of the head, 0): Eq. 3 pairs across block boundaries."""
     widths = [stem_ch] + [r.out for r in rows]
     hidden = [r.expansion * widths[i] for i, r in enumerate(rows)]

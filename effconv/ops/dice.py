@@ -100,9 +100,7 @@ class SqueezeFusion(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, planes: int = 1, kernel_size: int = 3):
         super().__init__()
         if out_ch % in_ch:
-            raise ValueError(
-                f"SE fusion cannot map {in_ch} to {out_ch} channels: C_out must be a multiple of C"
-            )
+            raise ValueError(f"SE fusion cannot map {in_ch} to {out_ch} channels: C_out must be a multiple of C")
         self.planes, self.repeats = planes, out_ch // in_ch
         self.gate = SqueezeGate(in_ch, out_ch)
 

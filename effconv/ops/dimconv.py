@@ -31,8 +31,8 @@ Two formulations share one set of parameters:
 * ``forward_planes`` goes one step further for the DiCE unit: it never interleaves. BN + PReLU run on each
   branch with the parameters (and running statistics) of that branch's channels (every third of the 3C), and
   the three normalised planes go to DimFuse, whose local fusion (a grouped 1x1 conv with C groups of the three
-  planes of one channel) is then a per-channel weighted sum of the planes: the interleave copy, ~40% of
-  DimConv's time in channels_last on CPU (benchmarks/bench_dice.py), is folded into the fusion weights.
+  planes of one channel) is then a per-channel weighted sum of the planes: the 3C interleave copy is folded
+  into the fusion weights and never made (benchmarks/bench_dice.py).
 * ``forward_reference`` is the authors' formulation: explicit transposes with ``.contiguous()``, three convs,
   concatenation [depth, height, width], group-3 channel shuffle. Kept for the equivalence test.
 
@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from effconv.ops.common import channel_shuffle
+from effconv.ops.common import channel_shuffle, interleave
 
 
 def resample_axis(x: torch.Tensor, size: int, axis: int) -> torch.Tensor:
@@ -89,15 +89,6 @@ def width_wise_conv(x: torch.Tensor, weight: torch.Tensor, padding: int) -> torc
     return F.conv2d(x.transpose(1, 3), weight, padding=padding, groups=cols).transpose(1, 3)
 
 
-def interleave(depth: torch.Tensor, height: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) x 3 -> (N, 3C, H, W) ordered (d_0, h_0, w_0, d_1, ...), in the layout of ``depth``."""
-    n, c, h, w = depth.shape
-    if _is_channels_last(depth):
-        nhwc = torch.stack([t.permute(0, 2, 3, 1) for t in (depth, height, width)], dim=4)
-        return nhwc.reshape(n, h, w, 3 * c).permute(0, 3, 1, 2)
-    return torch.stack((depth, height, width), dim=2).reshape(n, 3 * c, h, w)
-
-
 class DimensionWiseConv(nn.Module):
     """DimConv: C -> 3C interleaved channels (depth-, height-, width-wise n x n), then BN + PReLU.
 
@@ -130,8 +121,7 @@ class DimensionWiseConv(nn.Module):
             raise ValueError(f"DimConv built for {self.channels} channels got {x.shape[1]}")
         if not self.resample and tuple(x.shape[2:]) != (self.height, self.width):
             raise ValueError(
-                f"DimConv built for {self.height}x{self.width} got {x.shape[2]}x{x.shape[3]} "
-                "with resample=False"
+                f"DimConv built for {self.height}x{self.width} got {x.shape[2]}x{x.shape[3]} with resample=False"
             )
 
     def branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

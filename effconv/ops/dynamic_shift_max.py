@@ -175,9 +175,7 @@ def _shift_indices(channels: int, groups: int, j_shifts: int, shift: str, device
 def _fusion_max_inference(x, coef, groups: int, shift: str):
     """No-grad path: one gather per shift, then K fused multiply-adds and a max. At batch 1 the per-op cost
     dominates and this does fewer ops than the block-wise fusion (15% lower M2 latency, one thread)."""
-    shifted = [x] + [
-        x.index_select(1, i) for i in _shift_indices(x.shape[1], groups, coef.shape[2], shift, x.device)
-    ]
+    shifted = [x] + [x.index_select(1, i) for i in _shift_indices(x.shape[1], groups, coef.shape[2], shift, x.device)]
     out = None
     for k in range(coef.shape[1]):
         z = shifted[0] * coef[:, k, 0]
