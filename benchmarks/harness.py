@@ -7,10 +7,12 @@ always ours / reference from the same ``compare`` call (performance-notes §6.0)
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -19,7 +21,7 @@ import torch
 class Row:
     group: str  # e.g. "operators / DimConv"
     name: str  # what was timed
-    value: float  # the headline figure (ms, img/s, ratio...)
+    value: float | None  # the headline figure (ms, img/s, ratio...); None: not measurable on this device
     unit: str
     reference: str | None = None  # the row's reference, when value is compared with one
     ratio: float | None = None  # ours / reference (time) or reference / ours, as `ratio_meaning` says
@@ -44,6 +46,7 @@ class Context:
     quick: bool  # fewer rounds and shorter samples (smoke runs)
     rounds: int = 5
     min_time_s: float = 0.15
+    out: Path = Path("docs")  # where figures next to the doc go
 
     def __post_init__(self):
         if self.quick:
@@ -88,5 +91,29 @@ def forward_backward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], N
         out.backward(torch.ones_like(out))
         module.zero_grad(set_to_none=True)
         x.grad = None
+
+    return fn
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """Run the block with ``n`` intra-op threads (None: unchanged)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer) -> Callable[[], None]:
+    """One bare training step: cross-entropy forward, backward, optimizer step, zero_grad."""
+    criterion = torch.nn.CrossEntropyLoss()
+
+    def fn():
+        criterion(model(x), y).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
     return fn

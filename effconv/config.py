@@ -244,10 +244,6 @@ def validate(cfg: DictConfig) -> None:
         (0 <= r.label_smoothing < 1, f"recipe.label_smoothing must be in [0, 1) (got {r.label_smoothing})"),
         (0 < r.ema_decay < 1, f"recipe.ema_decay must be in (0, 1) (got {r.ema_decay})"),
         (r.warmup_epochs >= 0, f"recipe.warmup_epochs must be >= 0 (got {r.warmup_epochs})"),
-        (
-            r.warmup_epochs < r.epochs or r.warmup_epochs == 0,
-            f"recipe.warmup_epochs ({r.warmup_epochs}) must be shorter than recipe.epochs ({r.epochs})",
-        ),
         (cfg.data.num_classes >= 1, f"data.num_classes must be >= 1 (got {cfg.data.num_classes})"),
         (cfg.data.img_size >= 1, f"data.img_size must be >= 1 (got {cfg.data.img_size})"),
         (cfg.amp in ("auto", "none", "bf16", "fp16"), f"amp must be auto, none, bf16 or fp16 (got {cfg.amp})"),

@@ -20,9 +20,7 @@ from effconv.profile import count_cost
 
 def madds_at(name: str, width_mult: float, img_size: int = 224, num_classes: int = 1000, **knobs) -> float:
     """MAdds (M) of registry model ``name`` at ``width_mult``, counted at its build size."""
-    model = timm.create_model(
-        name, num_classes=num_classes, width_mult=width_mult, img_size=img_size, **knobs
-    )
+    model = timm.create_model(name, num_classes=num_classes, width_mult=width_mult, img_size=img_size, **knobs)
     return count_cost(model, (3, img_size, img_size)).madds_m
 
 

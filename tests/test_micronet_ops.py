@@ -226,10 +226,7 @@ def test_madds_hook_counts_jk_multiplies_per_element_plus_the_fcs():
     dsm = DynamicShiftMax(c, 4, J=2, K=2, squeeze=8)
     cost = count_cost(dsm, (c, h, h))
     assert cost.madds == 2 * 2 * c * h * h + c * 8 + 8 * 4 * c
-    assert (
-        count_cost(DynamicShiftMax(c, 4, J=3, K=1, squeeze=8), (c, h, h)).madds
-        == 3 * c * h * h + c * 8 + 8 * 3 * c
-    )
+    assert count_cost(DynamicShiftMax(c, 4, J=3, K=1, squeeze=8), (c, h, h)).madds == 3 * c * h * h + c * 8 + 8 * 3 * c
     assert count_cost(StaticShiftMax(c, 4), (c, h, h)).madds == 4 * c * h * h
     assert count_cost(DynamicReLU(c, K=2, squeeze=8), (c, h, h)).madds == 2 * c * h * h + c * 8 + 8 * 4 * c
 

@@ -72,9 +72,7 @@ def test_split_and_padded_formulations_agree(kernels, stride, split, dilated, ch
     for forward in (op.forward_split, op.forward_padded):
         xi = x.clone().requires_grad_()
         out = forward(xi)
-        grads = torch.autograd.grad(
-            (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), [xi, *op.weights]
-        )
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), [xi, *op.weights])
         results.append((out, grads))
     (out_s, grads_s), (out_p, grads_p) = results
     torch.testing.assert_close(out_p, out_s, rtol=1e-5, atol=1e-5)

@@ -80,9 +80,7 @@ def test_upsample_presets():
     )
     out = eval_fn(images, torch.Generator().manual_seed(0))
     assert out.shape == (4, 3, 40, 40) and out.dtype == torch.uint8
-    assert (
-        out[:, :, :, :18].eq(200).all() and out[:, :, :, 22:].eq(77).all()
-    )  # bilinear: only the edge blends
+    assert out[:, :, :, :18].eq(200).all() and out[:, :, :, 22:].eq(77).all()  # bilinear: only the edge blends
     first = train_fn(images, torch.Generator().manual_seed(3))
     assert first.shape == (4, 3, 40, 40) and first.dtype == torch.uint8
     assert torch.equal(first, train_fn(images, torch.Generator().manual_seed(3)))  # a function of the seed

@@ -98,14 +98,9 @@ def test_single_layer_replacement():
     base = models.create({"name": "mobilenetv2_mix"}, 10)
     for layer, channels in ((0, 32), (1, 96), (16, 960)):
         one = models.create({"name": "mobilenetv2_mix", "kernel": 9, "layer": layer}, 10)
-        assert (
-            sum(p.numel() for p in one.parameters()) - sum(p.numel() for p in base.parameters())
-            == channels * 72
-        )
+        assert sum(p.numel() for p in one.parameters()) - sum(p.numel() for p in base.parameters()) == channels * 72
         assert [i for i, m in enumerate(_depthwise(one)) if m.kernel_sizes != [3]] == [layer]
-    assert (
-        len(_depthwise(base)) == 17 and len(_depthwise(models.create({"name": "mobilenetv1_mix"}, 10))) == 13
-    )
+    assert len(_depthwise(base)) == 17 and len(_depthwise(models.create({"name": "mobilenetv1_mix"}, 10))) == 13
 
 
 def test_dilation_only_in_stride_one_layers():
@@ -158,9 +153,7 @@ def _row_model(table: str, overrides: list[str]) -> dict:
     parsed = OverridesParser.create().parse_overrides(overrides)
     group = next(o.value() for o in parsed if o.key_or_group == "model")
     cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / f"{group}.yaml"))
-    cfg.update(
-        {o.key_or_group.split(".", 1)[1]: o.value() for o in parsed if o.key_or_group.startswith("model.")}
-    )
+    cfg.update({o.key_or_group.split(".", 1)[1]: o.value() for o in parsed if o.key_or_group.startswith("model.")})
     return cfg
 
 

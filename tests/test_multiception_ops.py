@@ -32,10 +32,7 @@ def test_multiception_params_and_madds_follow_the_authors_code(kernels):
     k = len(kernels)
     assert count_params(unit) == c * sum(q * q for q in kernels) + 2 * k * c + k * c * n + n + 2 * n
     cost = count_cost(unit, (c, h, w))
-    assert (
-        cost.madds
-        == h * w * c * sum(q * q for q in kernels) + math.ceil(h / 2) * math.ceil(w / 2) * k * c * n
-    )
+    assert cost.madds == h * w * c * sum(q * q for q in kernels) + math.ceil(h / 2) * math.ceil(w / 2) * k * c * n
 
 
 def _identity_bn(bn: nn.BatchNorm2d) -> None:

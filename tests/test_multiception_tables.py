@@ -42,9 +42,7 @@ def test_dataset_settings_follow_the_authors():
     stl_row = compose("+experiment=multiception/table5", *spec.row("STL-10 ResNet-50 Multiception").overrides)
     assert stl_row.data.name == "stl10" and list(stl_row.data.mean) == AUTHORS_STL10_MEAN
     assert stl_row.recipe.batch_size == 64 and stl_row.model.conv == "multiception"
-    in32_row = compose(
-        "+experiment=multiception/table5", *spec.row("ImageNet32 ResNet-50 Standard").overrides
-    )
+    in32_row = compose("+experiment=multiception/table5", *spec.row("ImageNet32 ResNet-50 Standard").overrides)
     assert in32_row.data.name == "imagenet32" and in32_row.recipe.epochs == 50
     ablation = load_spec("multiception/table4").row("CIFAR-100 {5,7}")
     kernels = compose("+experiment=multiception/table4", *ablation.overrides).model.kernels

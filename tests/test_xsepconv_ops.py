@@ -214,9 +214,7 @@ def test_unit_strides_and_errors():
         5,
         5,
     )
-    assert (
-        create_unit("xsepconv_no2x2", 8, 8, stride=2, kernel_size=7)(torch.zeros(1, 8, 8, 8)).shape[-1] == 4
-    )
+    assert create_unit("xsepconv_no2x2", 8, 8, stride=2, kernel_size=7)(torch.zeros(1, 8, 8, 8)).shape[-1] == 4
     with pytest.raises(ValueError, match="keeps the width"):
         create_unit("xsepconv", 8, 16)
     with pytest.raises(ValueError, match="no down-sampling form"):

@@ -89,9 +89,7 @@ def test_fig3_sweep_runs_and_plots(tmp_path):
         "model.dw=xsepconv",
     ]
     spec = load_spec("xsepconv/fig3")
-    spec = dataclasses.replace(
-        spec, rows=[r for r in spec.rows if r.name.startswith("CIFAR-10 ") and "0.5x" in r.name]
-    )
+    spec = dataclasses.replace(spec, rows=[r for r in spec.rows if r.name.startswith("CIFAR-10 ") and "0.5x" in r.name])
     table = build_table(spec, results, static_only=False)
     assert table.runs == {"CIFAR-10 DWConv 0.5x": 1, "CIFAR-10 XSepConv 0.5x": 1}
     assert all(table.cells[name]["top1"].ours is not None for name in table.runs)

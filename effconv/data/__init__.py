@@ -63,8 +63,22 @@ def check_labels(labels: torch.Tensor, num_classes: int, where: str) -> None:
     """Labels must lie in [0, num_classes): a mismatch means a wrong num_classes or a wrong file."""
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise UserError(
-            f"{where}: labels span {int(labels.min())}..{int(labels.max())} but data.num_classes={num_classes}; "
-            "set data.num_classes to the number of classes in the files"
+            f"{where}: labels span {int(labels.min())}..{int(labels.max())} but "
+            f"data.num_classes={num_classes}; set data.num_classes to the number of classes in the files"
+        )
+
+
+def check_output_size(transform, sample: torch.Tensor, data_cfg, train: bool) -> None:
+    """The preset must give the size the model is built (and profiled) for: img_size, or eval_size."""
+    expected = data_cfg.img_size if train else (data_cfg.eval_size or data_cfg.img_size)
+    shape = tuple(transform(sample, torch.Generator().manual_seed(0)).shape[-2:])
+    if shape != (expected, expected):
+        key = "train_transform" if train else "eval_transform"
+        preset = getattr(data_cfg, key)
+        raise UserError(
+            f"data.{key}={preset} turns the {sample.shape[-2]}x{sample.shape[-1]} images of "
+            f"{data_cfg.name} into {shape[0]}x{shape[1]}, but data.{'img_size' if train else 'eval_size'}"
+            f"={expected}; set that size or pick a resizing preset (random_resized_crop_flip, center_crop)"
         )
 
 
@@ -85,7 +99,7 @@ def build(
     world_size: int = 1,
     memory_format=torch.contiguous_format,
 ) -> Loaders:
-    """Train and eval loaders for ``data_cfg``: in-memory fast path or streaming, by what the reader returns."""
+    """Train and eval loaders for ``data_cfg``: in-memory or streaming, by what the reader returns."""
     from effconv.data.memory import InMemoryLoader
     from effconv.data.transforms import batch_transform
 
@@ -104,11 +118,13 @@ def build(
         if isinstance(data, ImageArrays):
             check_labels(data.labels, data_cfg.num_classes, f"{data_cfg.name} {split}")
             preset = data_cfg.train_transform if train else data_cfg.eval_transform
+            transform = batch_transform(preset, data_cfg, train)
+            check_output_size(transform, data.images[:2], data_cfg, train)
             loader = InMemoryLoader(
                 data.images,
                 data.labels,
                 batch_size if train else eval_batch_size,
-                transform=batch_transform(preset, data_cfg, train),
+                transform=transform,
                 train=train,
                 **common,
             )

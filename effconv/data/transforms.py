@@ -3,27 +3,45 @@
 A batch transform is ``fn(images_uint8 (N, C, H, W), generator) -> images_uint8``; the generator is a CPU
 ``torch.Generator`` seeded per batch by the loader, so the augmentation of a batch depends only on
 (seed, epoch, batch index, rank). Random draws are made on the CPU (a few numbers per image) and applied on
-the images' device with one gather, so no per-sample Python or PIL is involved.
+the images' device in one batched operation (a gather, ``roi_align`` or ``interpolate``), so no per-sample
+Python or PIL is involved.
 
-Presets are named in ``data.train_transform`` / ``data.eval_transform``; ``@register_preset`` adds one.
+Streaming datasets (ImageNet) hold images of different sizes, so their presets work per image:
+``fn(image_uint8 (C, H, W), generator) -> image_uint8 (C, S, S)`` with torchvision's ``transforms.v2``
+functionals, one generator per image. The resizing presets exist in both forms under the same names and draw
+their random numbers with the same function, ``random_resized_crop_params``.
+
+Presets are named in ``data.train_transform`` / ``data.eval_transform``; ``@register_preset`` adds a batch
+preset and ``@register_sample_preset`` a per-image one.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from effconv.errors import unknown_choice
+from effconv.errors import UserError, unknown_choice
 
 BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 PRESETS: dict[str, Callable[..., BatchTransform]] = {}
+SAMPLE_PRESETS: dict[str, Callable[..., BatchTransform]] = {}
+IMAGENET_CROP_FRACTION = 0.875  # resize 256 -> crop 224 (torchvision / timm crop_pct)
 
 
 def register_preset(name: str):
     def wrap(factory):
         PRESETS[name] = factory
+        return factory
+
+    return wrap
+
+
+def register_sample_preset(name: str):
+    def wrap(factory):
+        SAMPLE_PRESETS[name] = factory
         return factory
 
     return wrap
@@ -35,6 +53,100 @@ def batch_transform(name: str, data_cfg, train: bool) -> BatchTransform:
     return PRESETS[name](data_cfg, train)
 
 
+def sample_transform(name: str, data_cfg, train: bool) -> BatchTransform:
+    """The per-image form of a preset, for streaming datasets whose images differ in size."""
+    if name not in SAMPLE_PRESETS:
+        if name in PRESETS:
+            raise UserError(
+                f"{data_cfg.name} images differ in size, so data.{'train' if train else 'eval'}_transform="
+                f"{name} cannot batch them; use one of {', '.join(sorted(SAMPLE_PRESETS))}"
+            )
+        raise unknown_choice(
+            "transform preset", name, SAMPLE_PRESETS, "; set data.train_transform / data.eval_transform"
+        )
+    return SAMPLE_PRESETS[name](data_cfg, train)
+
+
+def output_size(data_cfg, train: bool) -> int:
+    """The square side a resizing preset gives: img_size in training, else eval_size (or img_size)."""
+    return data_cfg.img_size if train else (data_cfg.eval_size or data_cfg.img_size)
+
+
+def random_resized_crop_params(height: int, width: int, n: int, scale, ratio, generator: torch.Generator):
+    """(top, left, h, w) int64 tensors of ``n`` crops drawn as torchvision's ``RandomResizedCrop.get_params``:
+    up to 10 tries of an area fraction uniform in ``scale`` and a log-uniform aspect ratio in ``ratio``, the
+    first crop that fits wins, else the central crop with the ratio clamped. Vectorised over the ``n`` images.
+    """
+    if not (0 < scale[0] <= scale[1] <= 1) or not (0 < ratio[0] <= ratio[1]):
+        raise UserError(
+            f"data.crop_scale={list(scale)} must satisfy 0 < min <= max <= 1 and data.crop_ratio="
+            f"{list(ratio)} 0 < min <= max"
+        )
+    tries = 10
+    area = height * width
+    target = area * torch.empty(n, tries, dtype=torch.float64).uniform_(scale[0], scale[1], generator=generator)
+    log_ratio = torch.empty(n, tries, dtype=torch.float64).uniform_(
+        math.log(ratio[0]), math.log(ratio[1]), generator=generator
+    )
+    aspect = torch.exp(log_ratio)
+    w = torch.sqrt(target * aspect).round()
+    h = torch.sqrt(target / aspect).round()
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.to(torch.uint8).argmax(1, keepdim=True)
+    w, h, found = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0], fits.any(1)
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        fallback_w, fallback_h = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        fallback_w, fallback_h = round(height * ratio[1]), height
+    else:
+        fallback_w, fallback_h = width, height
+    w = torch.where(found, w, fallback_w).long()
+    h = torch.where(found, h, fallback_h).long()
+    u = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    top = torch.where(found, (u[:, 0] * (height - h + 1)).long(), (height - h) // 2)
+    left = torch.where(found, (u[:, 1] * (width - w + 1)).long(), (width - w) // 2)
+    return top, left, h, w
+
+
+def resized_crops(images: torch.Tensor, top, left, h, w, size: int) -> torch.Tensor:
+    """Crop box (top, left, h, w) of every image and resize it to ``size`` x ``size``, as one ``roi_align``.
+
+    With ``aligned=True`` a box covers pixels [left, left + w) exactly and the output samples sit where
+    bilinear resizing (align_corners=False) puts them, so enlarging a crop gives torchvision's
+    ``resized_crop`` except in the outermost output ring, which blends up to half a pixel from beyond the box
+    where crop-then-resize repeats the edge. When the box is larger than the output, roi_align averages
+    ceil(box / size)^2 samples per output pixel, a box-filter antialias close to torchvision's.
+    """
+    from torchvision.ops import roi_align
+
+    device = images.device
+    boxes = torch.stack([torch.arange(len(images)), left, top, left + w, top + h], 1).to(device, torch.float32)
+    out = roi_align(images.float(), boxes, (size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def flip_where(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    return torch.where(flip.to(images.device)[:, None, None, None], images.flip(3), images)
+
+
+def center_crop_box(height: int, width: int, size: int) -> tuple[int, int]:
+    """(top, left) of torchvision's centre crop."""
+    if size > height or size > width:
+        raise UserError(
+            f"cannot centre-crop {size}x{size} from {height}x{width} images; lower data.eval_size "
+            "or raise data.eval_resize"
+        )
+    return int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+
+
+def shorter_side_size(height: int, width: int, shorter: int) -> tuple[int, int]:
+    """(H, W) after resizing the shorter side to ``shorter``, as torchvision's ``Resize(int)``."""
+    if height <= width:
+        return shorter, int(shorter * width / height)
+    return int(shorter * height / width), shorter
+
+
 def crop_flip(
     images: torch.Tensor,
     top: torch.Tensor,
@@ -43,18 +155,22 @@ def crop_flip(
     size: tuple[int, int],
     padding: int = 0,
 ) -> torch.Tensor:
-    """Per-image crops of ``size`` at (top, left) of the zero-padded images, mirrored where ``flip``; one gather."""
+    """Per-image crops of ``size`` at (top, left) of the zero-padded images, mirrored where ``flip``.
+
+    One ``torch.gather`` over each image's flattened pixels: 5x faster on the CPU than advanced indexing
+    with four broadcast index tensors (which computes a full index per element).
+    """
     n, c, _, _ = images.shape
     h, w = size
     if padding:
         images = F.pad(images, (padding,) * 4)
+    height, width = images.shape[-2:]
     device = images.device
     rows = top.to(device)[:, None] + torch.arange(h, device=device)
     cols = torch.arange(w, device=device).expand(n, w)
     cols = torch.where(flip.to(device)[:, None], w - 1 - cols, cols) + left.to(device)[:, None]
-    batch = torch.arange(n, device=device)[:, None, None, None]
-    chan = torch.arange(c, device=device)[None, :, None, None]
-    return images[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
+    flat = (rows[:, :, None] * width + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
+    return images.reshape(n, c, height * width).gather(2, flat).view(n, c, h, w)
 
 
 @register_preset("none")
@@ -65,8 +181,7 @@ def _identity(data_cfg, train):
 @register_preset("flip")
 def _flip(data_cfg, train):
     def fn(images, generator):
-        flip = torch.rand(len(images), generator=generator) < data_cfg.hflip
-        return torch.where(flip.to(images.device)[:, None, None, None], images.flip(3), images)
+        return flip_where(images, torch.rand(len(images), generator=generator) < data_cfg.hflip)
 
     return fn
 
@@ -84,3 +199,100 @@ def _pad_crop_flip(data_cfg, train):
         return crop_flip(images, top, left, flip, (h, w), padding=pad)
 
     return fn
+
+
+@register_preset("random_resized_crop_flip")
+@register_preset("imagenet_train")
+def _random_resized_crop_flip(data_cfg, train):
+    """RandomResizedCrop(img_size, scale=crop_scale, ratio=crop_ratio) + flip (Tiny-ImageNet, ImageNet)."""
+    size, scale, ratio = data_cfg.img_size, list(data_cfg.crop_scale), list(data_cfg.crop_ratio)
+
+    def fn(images, generator):
+        n, _, height, width = images.shape
+        top, left, h, w = random_resized_crop_params(height, width, n, scale, ratio, generator)
+        flip = torch.rand(n, generator=generator) < data_cfg.hflip
+        return flip_where(resized_crops(images, top, left, h, w, size), flip)
+
+    return fn
+
+
+def _eval_resize(data_cfg, train: bool, imagenet_default: bool) -> int | None:
+    """The shorter side before the centre crop: eval_resize, or for imagenet_eval size / 0.875 when unset."""
+    if data_cfg.eval_resize:
+        return data_cfg.eval_resize
+    return round(output_size(data_cfg, train) / IMAGENET_CROP_FRACTION) if imagenet_default else None
+
+
+def _center_crop_batch(data_cfg, train, imagenet_default: bool = False):
+    size, shorter = output_size(data_cfg, train), _eval_resize(data_cfg, train, imagenet_default)
+
+    def fn(images, generator):
+        _, _, height, width = images.shape
+        if shorter and shorter != min(height, width):
+            height, width = shorter_side_size(height, width, shorter)
+            images = (
+                F.interpolate(
+                    images.float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False
+                )
+                .round_()
+                .clamp_(0, 255)
+                .to(torch.uint8)
+            )
+        if (height, width) == (size, size):
+            return images
+        top, left = center_crop_box(height, width, size)
+        return images[:, :, top : top + size, left : left + size]
+
+    return fn
+
+
+@register_preset("center_crop")
+def _center_crop(data_cfg, train):
+    """Resize the shorter side to eval_resize (if set), then the central eval_size crop (Tiny: 64->56)."""
+    return _center_crop_batch(data_cfg, train)
+
+
+@register_preset("imagenet_eval")
+def _imagenet_eval(data_cfg, train):
+    """Resize the shorter side to eval_resize (default size / 0.875, i.e. 256 for 224), centre crop."""
+    return _center_crop_batch(data_cfg, train, imagenet_default=True)
+
+
+# ------------------------------------------------------------------------------------ per-image (streaming)
+@register_sample_preset("random_resized_crop_flip")
+@register_sample_preset("imagenet_train")
+def _sample_random_resized_crop_flip(data_cfg, train):
+    from torchvision.transforms.v2 import functional as TF
+
+    size, scale, ratio = data_cfg.img_size, list(data_cfg.crop_scale), list(data_cfg.crop_ratio)
+
+    def fn(image, generator):
+        top, left, h, w = (int(v) for v in random_resized_crop_params(*image.shape[-2:], 1, scale, ratio, generator))
+        out = TF.resized_crop(image, top, left, h, w, [size, size], antialias=True)
+        return TF.horizontal_flip(out) if float(torch.rand(1, generator=generator)) < data_cfg.hflip else out
+
+    return fn
+
+
+def _sample_center_crop(data_cfg, train, imagenet_default: bool = False):
+    from torchvision.transforms.v2 import functional as TF
+
+    size, shorter = output_size(data_cfg, train), _eval_resize(data_cfg, train, imagenet_default)
+
+    def fn(image, generator):
+        if shorter:
+            image = TF.resize(image, [shorter], antialias=True)
+        top, left = center_crop_box(*image.shape[-2:], size)
+        return image[:, top : top + size, left : left + size]
+
+    return fn
+
+
+@register_sample_preset("center_crop")
+def _sample_center_crop_preset(data_cfg, train):
+    return _sample_center_crop(data_cfg, train)
+
+
+@register_sample_preset("imagenet_eval")
+def _sample_imagenet_eval(data_cfg, train):
+    return _sample_center_crop(data_cfg, train, imagenet_default=True)

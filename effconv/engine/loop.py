@@ -30,6 +30,7 @@ from effconv.engine.optim import build_optimizer, build_scheduler, current_lr, s
 from effconv.engine.outputs import RunFiles, Sinks
 from effconv.engine.results import build_results, print_result_table, run_dir_of
 from effconv.engine.runtime import Runtime, setup
+from effconv.engine.workarounds import avoid_cpu_channels_last_crash
 from effconv.errors import NonFiniteLossError, UserError
 from effconv.profile import count_cost
 
@@ -103,6 +104,7 @@ class Trainer:
         self.input_size = (3, cfg.data.img_size, cfg.data.img_size)
         self.cost = count_cost(model, self.input_size)
         model.to(rt.device, memory_format=rt.memory_format)
+        avoid_cpu_channels_last_crash(model, rt.device, cfg.channels_last)
         if rt.distributed and cfg.sync_bn:
             from timm.layers import convert_sync_batchnorm
 

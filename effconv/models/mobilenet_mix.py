@@ -45,9 +45,7 @@ from effconv.ops.common import ConvBnAct, make_divisible
 from effconv.ops.mixconv import SPLITS, MixConv, mixconv_kernels
 
 # MobileNetV1 (Howard et al. 2017, Table 1): (output channels, stride) of the 13 depth-wise separable layers
-MOBILENET_V1 = (
-    [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
-)
+MOBILENET_V1 = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
 # MobileNetV2 (Sandler et al. 2018, Table 2): (expansion t, output channels c, repeats n, first stride s)
 MOBILENET_V2 = [
     (1, 16, 1, 1),
@@ -82,9 +80,7 @@ class DepthwisePlan:
                     f"leave kernel null or set it to {self.kernels[-1]}"
                 )
         if layer != "all" and not (isinstance(layer, int) and 0 <= layer < num_layers):
-            raise ValueError(
-                f"layer must be 'all' or a depth-wise layer index 0..{num_layers - 1}, got {layer!r}"
-            )
+            raise ValueError(f"layer must be 'all' or a depth-wise layer index 0..{num_layers - 1}, got {layer!r}")
         self.layer, self.split, self.dilated, self.impl = layer, split, bool(dilated), impl
 
     def unit(self, index: int, channels: int, stride: int) -> nn.Module:
@@ -141,9 +137,7 @@ class MobileNetV2Mix(ClassifierNet):
         super().__init__()
         if width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
-        plan = DepthwisePlan(
-            sum(n for _, _, n, _ in MOBILENET_V2), kernel, groups, split, dilated, layer, impl
-        )
+        plan = DepthwisePlan(sum(n for _, _, n, _ in MOBILENET_V2), kernel, groups, split, dilated, layer, impl)
         in_ch = make_divisible(32 * width_mult)
         layers, index = [ConvBnAct(in_chans, in_ch, 3, stride=2, act=nn.ReLU6)], 0
         for t, c, n, s in MOBILENET_V2:

@@ -123,25 +123,19 @@ def _check_knobs(dw, padding, width_mult, small_input, k7_downsample) -> None:
         raise ValueError(f"padding must be one of {', '.join(PADDING_STRATEGIES)}, got '{padding}'")
     if small_input not in SMALL_INPUT_STRIDES:
         choices = ", ".join(SMALL_INPUT_STRIDES)
-        raise ValueError(
-            f"small_input must be one of {choices} (total stride 8, 16, 32), got '{small_input}'"
-        )
+        raise ValueError(f"small_input must be one of {choices} (total stride 8, 16, 32), got '{small_input}'")
     if not width_mult > 0:
         raise ValueError(f"width_mult must be positive, got {width_mult}")
     if k7_downsample and dw not in ("dw", *FORMS_WITH_DOWNSAMPLING):
         forms = " or dw=".join(("dw", *FORMS_WITH_DOWNSAMPLING))
-        raise ValueError(
-            f"k7_downsample needs a down-sampling form, which {dw} lacks (Fig. 1b); use dw={forms}"
-        )
+        raise ValueError(f"k7_downsample needs a down-sampling form, which {dw} lacks (Fig. 1b); use dw={forms}")
 
 
 def _replace_depthwise(model: MobileNetV3, form: str, padding: str) -> list[str]:
     """Swap the depth-wise convs §4.2 names for ``form``; return the 2x2 layers' paddings in forward order."""
     blocks = [b for stage in model.blocks for b in stage]
     downsampling = [
-        i
-        for i, b in enumerate(blocks)
-        if getattr(b, "conv_dw", None) is not None and b.conv_dw.stride == (2, 2)
+        i for i, b in enumerate(blocks) if getattr(b, "conv_dw", None) is not None and b.conv_dw.stride == (2, 2)
     ]
     targets = []
     for i, block in enumerate(blocks):

@@ -50,8 +50,7 @@ def replaced_conv(conv: str, kernels: Sequence | None, default_sets: Sequence[Se
         kernels = authors_kernels(conv, default_sets)
     if isinstance(kernels, (str, int)) or len(kernels) != len(default_sets):
         raise ValueError(
-            f"kernels needs one entry (a kernel or a list of kernels) per stage "
-            f"({len(default_sets)}), got {kernels}"
+            f"kernels needs one entry (a kernel or a list of kernels) per stage ({len(default_sets)}), got {kernels}"
         )
     return unit, [_listify(k) for k in kernels]
 

@@ -108,9 +108,7 @@ class ResNetDW(SkeletonNet):
             blocks = []
             for i in range(repeats + 1):
                 blocks.append(
-                    DepthwiseBottleneck(
-                        in_ch, width, 2 if i == 0 else 1, size, conv, first_pointwise, variant
-                    )
+                    DepthwiseBottleneck(in_ch, width, 2 if i == 0 else 1, size, conv, first_pointwise, variant)
                 )
                 size = strided(size) if i == 0 else size
                 in_ch = width

@@ -44,9 +44,7 @@ def host_unit(
     opts = {}
     for key, value in (variant or {}).items():
         if not _accepts(conv, key):
-            raise ValueError(
-                f"conv unit '{conv}' has no option '{key}' (it selects a variant of another unit)"
-            )
+            raise ValueError(f"conv unit '{conv}' has no option '{key}' (it selects a variant of another unit)")
         opts[key] = value
     opts.update({k: v for k, v in (optional or {}).items() if _accepts(conv, k)})
     if _accepts(conv, "input_size"):

@@ -57,8 +57,7 @@ def channel_directions(channels: int, padding: str) -> list[str]:
         return [PAD_DIRECTIONS[c * 4 // channels] for c in range(channels)]
     if padding not in PAD_DIRECTIONS:
         raise ValueError(
-            f"even-kernel padding must be one of {', '.join(PAD_DIRECTIONS)} or {FOUR_GROUPS}, "
-            f"got '{padding}'"
+            f"even-kernel padding must be one of {', '.join(PAD_DIRECTIONS)} or {FOUR_GROUPS}, got '{padding}'"
         )
     return [padding] * channels
 

@@ -58,8 +58,7 @@ class GroupPointwise(nn.Sequential):
     def __init__(self, in_ch: int, out_ch: int, groups: int = 1):
         if in_ch % groups or out_ch % groups:
             raise ValueError(
-                f"a 1x1 conv {in_ch}->{out_ch} cannot have {groups} groups "
-                f"(both widths must be multiples of it)"
+                f"a 1x1 conv {in_ch}->{out_ch} cannot have {groups} groups (both widths must be multiples of it)"
             )
         super().__init__(nn.Conv2d(in_ch, out_ch, 1, bias=False, groups=groups), nn.BatchNorm2d(out_ch))
 

@@ -102,9 +102,7 @@ class MixConv(nn.Module):
         # a dilated K x K group is a 3 x 3 kernel with dilation (K - 1) / 2 (paper Sec. 3.4)
         self.dilations = [max(1, (k - 1) // 2) if dilated else 1 for k in kernels]
         taps = [3 if dilated and k > 1 else k for k in kernels]
-        self.weights = nn.ParameterList(
-            [nn.Parameter(torch.empty(c, 1, t, t)) for c, t in zip(self.splits, taps)]
-        )
+        self.weights = nn.ParameterList([nn.Parameter(torch.empty(c, 1, t, t)) for c, t in zip(self.splits, taps)])
         self.extent = max((t - 1) * d + 1 for t, d in zip(taps, self.dilations))
         self.reset_parameters()
 
@@ -133,9 +131,7 @@ class MixConv(nn.Module):
         return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(
-            x, self.padded_weight(), None, self.stride, (self.extent - 1) // 2, 1, groups=self.channels
-        )
+        return F.conv2d(x, self.padded_weight(), None, self.stride, (self.extent - 1) // 2, 1, groups=self.channels)
 
     def padded_weight(self) -> torch.Tensor:
         """All groups' kernels as one (C, 1, K, K) depth-wise kernel: dilated taps spread, zeros around."""
@@ -222,9 +218,7 @@ class GroupedPointwise(nn.Module):
         if in_ch % groups == 0 and out_ch % groups == 0:  # one grouped call
             self.convs = nn.ModuleList([nn.Conv2d(in_ch, out_ch, 1, groups=groups, bias=bias)])
         else:
-            self.convs = nn.ModuleList(
-                [nn.Conv2d(i, o, 1, bias=bias) for i, o in zip(self.in_splits, self.out_splits)]
-            )
+            self.convs = nn.ModuleList([nn.Conv2d(i, o, 1, bias=bias) for i, o in zip(self.in_splits, self.out_splits)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.convs) == 1:
@@ -251,7 +245,5 @@ class MixConvUnit(nn.Sequential):
         impl: str = "auto",
     ):
         if in_ch != out_ch:
-            raise ValueError(
-                f"a MixConv unit is depth-wise and keeps the width: in_ch={in_ch} != out_ch={out_ch}"
-            )
+            raise ValueError(f"a MixConv unit is depth-wise and keeps the width: in_ch={in_ch} != out_ch={out_ch}")
         super().__init__(MixConv(in_ch, kernel_size, stride, split, dilated, impl), nn.BatchNorm2d(in_ch))

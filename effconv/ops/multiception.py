@@ -41,9 +41,7 @@ class Multiception(nn.Module):
     cost differs, since the depth-wise conv here runs at the input resolution.
     """
 
-    def __init__(
-        self, in_ch: int, out_ch: int, stride: int = 1, kernel_size: int | Sequence[int] = (3, 5, 7)
-    ):
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, kernel_size: int | Sequence[int] = (3, 5, 7)):
         super().__init__()
         self.kernels = kernel_list(kernel_size)
         self.depthwise = nn.ModuleList(

@@ -47,9 +47,7 @@ class AuthorsDepthwiseSeparable(nn.Sequential):
 class ChannelSplitConv(MixedConv2d):
     """The authors' "MixConv": channel-split full k x k convs (groups=1 in each split), no BN, no bias."""
 
-    def __init__(
-        self, in_ch: int, out_ch: int, stride: int = 1, kernel_size: int | Sequence[int] = (3, 5, 7)
-    ):
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, kernel_size: int | Sequence[int] = (3, 5, 7)):
         kernels = kernel_list(kernel_size)
         if min(in_ch, out_ch) < len(kernels):
             raise ValueError(f"splitconv needs a channel per kernel: {in_ch}->{out_ch}, kernels {kernels}")

@@ -83,19 +83,13 @@ for _name, _header, _index in (
     ("ch_block3", "Block 3 ch", 4),
     ("ch_fc", "Grouped FC ch", 5),
 ):
-    register_column(
-        Column(_name, _header, 0, static=lambda ctx, i=_index: _channels(ctx)[i], relative_delta=True)
-    )
+    register_column(Column(_name, _header, 0, static=lambda ctx, i=_index: _channels(ctx)[i], relative_delta=True))
 
 
 @register_summary("latency_device")
 def latency_device_line(table) -> str:
     device = latency_device()
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU ({torch.get_num_threads()} threads)"
-    )
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     return (
         f"latency measured on {name}: fp32, channels_last, 224 px, eval mode, median ms per batch; "
         "the paper's figures are a GTX 1080 Ti's"
