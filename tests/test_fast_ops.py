@@ -82,7 +82,7 @@ def test_rolled_shift_max_equals_reference(shift, channels_last):
 
 @pytest.mark.parametrize(
     "channels, groups",
-    [(96, (24, 48)), (16, (4, 8)), (24, (4, 6)), (72, (6, 36)), (60, (4, 3)), (36, (4, 6)), (12, (3, 2, 4))],
+    [(96, (24, 48)), (16, (4, 8)), (24, (4, 6)), (72, (6, 36)), (60, (4, 3)), (30, (6, 2)), (12, (3, 2, 4))],
 )
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_composed_shuffles_equal_shuffles_in_turn(channels, groups, channels_last):
@@ -100,12 +100,12 @@ def test_composed_shuffles_equal_shuffles_in_turn(channels, groups, channels_las
     assert torch.equal(torch.autograd.grad(got, x, upstream)[0], torch.autograd.grad(expected, x, upstream)[0])
 
 
-def test_shuffle_digits_of_a_micronet_pair_and_a_cancelling_pair():
-    from effconv.ops.common import shuffle_digits
+def test_shuffles_compose_by_multiplying_group_counts():
+    from effconv.ops.common import composed_shuffle_groups
 
-    assert shuffle_digits(96, (24, 48)) == ([12, 2, 4], [1, 2, 0])
-    sizes, order = shuffle_digits(24, (4, 6))  # shuffling by 4 then by 6 = identity
-    assert order == sorted(order)
+    assert composed_shuffle_groups(96, (24, 48)) == 12  # MicroNet: 24 * 48 = 1152 = 12 mod 95
+    assert composed_shuffle_groups(24, (4, 6)) == 1  # the second undoes the first
+    assert composed_shuffle_groups(30, (6, 2)) is None  # 12 does not divide 30: two shuffles
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

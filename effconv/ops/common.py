@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -59,61 +60,28 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return F.channel_shuffle(x, groups)
 
 
-def shuffle_digits(channels: int, groups: Sequence[int]) -> tuple[list[int], list[int]]:
-    """Consecutive channel shuffles as ONE permutation of mixed-radix channel digits.
+def composed_shuffle_groups(channels: int, groups: Sequence[int]) -> int | None:
+    """The single shuffle equal to shuffling by each of ``groups`` in turn (1: identity), or None.
 
-    A shuffle with g groups writes channel a (C/g) + b to b g + a: it swaps the two digits of the index in
-    radix (g, C/g). A sequence of shuffles is therefore a permutation of finer digits, found by splitting a
-    digit wherever a later shuffle needs a boundary inside it. Returns (sizes, order): view the channels as
-    ``sizes`` (most significant first), permute the digit axes by ``order``, flatten. Raises ValueError when
-    a needed split does not divide (then the shuffles stay separate).
+    A shuffle with g groups sends channel i = a C/g + b to b g + a, which is i g mod (C - 1) for i < C - 1 (the
+    last channel stays): shuffles multiply. In turn they are the product G of their group counts mod (C - 1),
+    a single shuffle when G divides C.
     """
-    sizes = {0: channels}  # digit id -> size
-    original = [0]  # digit ids of the input index, most significant first
-    current = [0]  # digit ids of the current index
-    next_id = 1
-    for g in groups:
-        if channels % g:
-            raise ValueError(f"{channels} channels do not split into {g} shuffle groups")
-        low, tail = channels // g, []
-        while low > 1:  # take digits from the least significant end until their product is C/g
-            d = current.pop()
-            if low % sizes[d] == 0:
-                tail.insert(0, d)
-                low //= sizes[d]
-                continue
-            if sizes[d] % low:
-                raise ValueError("the shuffles do not compose into one digit permutation")
-            hi, lo = next_id, next_id + 1
-            next_id += 2
-            sizes[hi], sizes[lo] = sizes[d] // low, low
-            k = original.index(d)
-            original[k : k + 1] = [hi, lo]
-            current.append(hi)
-            tail.insert(0, lo)
-            low = 1
-        current = tail + current
-    return [sizes[d] for d in original], [original.index(d) for d in current]
+    if channels < 3:
+        return 1
+    product = math.prod(groups) % (channels - 1)
+    return product if product >= 1 and channels % product == 0 else None
 
 
 def channel_shuffles(x: torch.Tensor, groups: Sequence[int]) -> torch.Tensor:
-    """``channel_shuffle`` with each group count in turn, as one copy when they compose (see shuffle_digits)."""
+    """``channel_shuffle`` with each group count in turn, as one shuffle (or none) when they compose."""
     groups = [g for g in groups if g > 1]
-    if len(groups) <= 1:
-        return channel_shuffle(x, groups[0]) if groups else x
-    try:
-        sizes, order = shuffle_digits(x.shape[1], groups)
-    except ValueError:
-        for g in groups:
-            x = channel_shuffle(x, g)
-        return x
-    if order == sorted(order):  # the shuffles cancel out
-        return x
-    n, c, h, w = x.shape
-    if _is_channels_last(x):  # permute on the NHWC storage: the result stays channels_last
-        nhwc = x.permute(0, 2, 3, 1).reshape(n, h, w, *sizes).permute(0, 1, 2, *(3 + k for k in order))
-        return nhwc.reshape(n, h, w, c).permute(0, 3, 1, 2)
-    return x.reshape(n, *sizes, h, w).permute(0, *(1 + k for k in order), -2, -1).reshape(n, c, h, w)
+    single = composed_shuffle_groups(x.shape[1], groups) if len(groups) > 1 else None
+    if single is not None:
+        return channel_shuffle(x, single)
+    for g in groups:
+        x = channel_shuffle(x, g)
+    return x
 
 
 def interleave(*tensors: torch.Tensor) -> torch.Tensor:
