@@ -61,9 +61,7 @@ def run(ctx: Context) -> list[Row]:
     for _ in range(2):
         for name, variant in runs.items():
             results[name].append(_run(variant, ctx))
-    median = {
-        name: {w: statistics.median(r[w] for r in rs) for w in WORKLOADS} for name, rs in results.items()
-    }
+    median = {name: {w: statistics.median(r[w] for r in rs) for w in WORKLOADS} for name, rs in results.items()}
     rows = []
     for workload in WORKLOADS:
         base = median["glibc"][workload]

@@ -144,22 +144,29 @@ class DimensionWiseConv(nn.Module):
         return [self._norm_act(t, b) for b, t in enumerate(planes)]
 
     def _norm_act(self, t: torch.Tensor, branch: int) -> torch.Tensor:
-        """BN + PReLU of one branch: channel i of the branch is channel 3i + branch of ``norm`` / ``act``."""
+        """BN + PReLU of one branch: channel i of the branch is channel 3i + branch of ``norm`` / ``act``.
+
+        Every per-channel vector goes in as a contiguous copy (C values): with strided views torch 2.15 takes
+        slow paths (PReLU's backward ~1.5x, batch_norm's ~1.5x) and its channels_last batch_norm backward
+        reads a strided weight as if it were contiguous (wrong gradients; tests/test_fast_ops.py). Updated
+        running statistics are written back into the branch's slots.
+        """
         bn, take = self.norm, slice(branch, None, 3)
         momentum = bn.momentum
         if bn.training and bn.track_running_stats and momentum is None:  # cumulative average, as nn.BatchNorm
             momentum = 1.0 / float(bn.num_batches_tracked)
         use_batch = bn.training or bn.running_mean is None
         stats = (None, None)
-        if bn.running_mean is not None:  # strided views, updated in place when training
-            stats = (bn.running_mean[take], bn.running_var[take])
-            if not use_batch:
-                stats = tuple(s.contiguous() for s in stats)
-        # contiguous copies of the C affine values: torch 2.15's channels_last batch_norm backward reads a
-        # strided weight as if it were contiguous (wrong input gradients; tests/test_fast_ops.py)
-        weight, bias = bn.weight[take].contiguous(), bn.bias[take].contiguous()
-        out = F.batch_norm(t, *stats, weight, bias, use_batch, momentum or 0.0, bn.eps)
-        return F.prelu(out, self.act.weight[take])
+        if bn.running_mean is not None:
+            stats = (bn.running_mean[take].clone(), bn.running_var[take].clone())
+        out = F.batch_norm(
+            t, *stats, bn.weight[take].contiguous(), bn.bias[take].contiguous(), use_batch, momentum or 0.0, bn.eps
+        )
+        if use_batch and stats[0] is not None:
+            with torch.no_grad():
+                bn.running_mean[take] = stats[0]
+                bn.running_var[take] = stats[1]
+        return F.prelu(out, self.act.weight[take].contiguous())
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         """The authors' formulation: transposes with contiguous copies, concat, group-3 shuffle."""
