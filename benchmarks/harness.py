@@ -47,6 +47,7 @@ class Context:
     rounds: int = 5
     min_time_s: float = 0.15
     out: Path = Path("docs")  # where figures next to the doc go
+    last_samples: dict = field(default_factory=dict)  # every sample of the last compare, seconds
 
     def __post_init__(self):
         if self.quick:
@@ -79,7 +80,14 @@ def compare(candidates: dict[str, Callable[[], object]], ctx: Context, warmup: i
     for _ in range(ctx.rounds):
         for name, fn in candidates.items():
             samples[name].append(_sample(fn, ctx.device, ctx.min_time_s))
+    ctx.last_samples = samples
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def spread(values: list[float]) -> float:
+    """Interquartile range over the median of repeated samples: how much the machine moved the figure."""
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return (q[2] - q[0]) / q[1]
 
 
 def forward_backward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
