@@ -68,7 +68,12 @@ def to_markdown(rows: list[dict], header: dict) -> str:
     ]
     missed = [r for r in rows if r["met"] is False]
     met = [r for r in rows if r["met"] is True]
-    lines += [f"Targets: {len(met)} met, {len(missed)} missed (each with its cause below).", ""]
+    lines += [f"Targets: {len(met)} met, {len(missed)} missed (each with its cause in its row).", ""]
+    if missed:
+        lines += ["| missed target | ratio | target |", "|---|---|---|"]
+        lines += [f"| {r['group']}: {r['name']} | {r['ratio']:.2f}x | {r['target']} |" for r in missed]
+        lines.append("")
+    lines += ["Defaults chosen from these rows, and what a GPU would add: docs/speed.md.", ""]
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(row["group"], []).append(row)
