@@ -214,7 +214,61 @@ def imagenet_rows(ctx: Context) -> list[Row]:
     ]
 
 
+# the smallest and the largest model of each pipeline's dataset: (name, knobs, size, classes, CPU batch)
+CONSUMERS = {
+    "cifar": [("resnet20_cifar", 32, 10, 32), ("shakeshake26_2x96d_cifar", 32, 10, 8)],
+    "imagenet": [("micronet_m0", 224, 1000, 8), ("mixnet_l", 224, 1000, 2)],
+}
+
+
+def model_rates(names, ctx: Context) -> dict[str, float]:
+    """Training img/s of bare steps (forward, backward, SGD; channels_last) of each model, one compare."""
+    import timm
+
+    import effconv  # noqa: F401  (registers the models)
+    from benchmarks.harness import compare, train_step
+    from effconv.engine.workarounds import avoid_cpu_channels_last_crash
+
+    steps, batches = {}, {}
+    for name, size, classes, batch in names:
+        batch = max(2, batch // 4) if ctx.quick else batch
+        model = timm.create_model(name, num_classes=classes).to(ctx.device, memory_format=torch.channels_last)
+        avoid_cpu_channels_last_crash(model, ctx.device, True)
+        x = torch.randn(batch, 3, size, size, device=ctx.device).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, classes, (batch,), device=ctx.device)
+        steps[name] = train_step(model.train(), x, y, torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9))
+        batches[name] = batch
+    return {name: batches[name] / t for name, t in compare(steps, ctx, warmup=1).items()}
+
+
+def bottleneck_rows(pipeline: str, supply: float, ctx: Context) -> list[Row]:
+    rows = []
+    for name, rate in model_rates(CONSUMERS[pipeline], ctx).items():
+        ratio = supply / rate
+        rows.append(
+            Row(
+                "data / pipeline vs model consumption",
+                f"{pipeline} pipeline vs {name} training",
+                rate,
+                "img/s (model)",
+                reference=f"our {pipeline} pipeline: {supply:.0f} img/s",
+                ratio=ratio,
+                ratio_meaning="pipeline img/s / model img/s (> 1: the model is the bottleneck)",
+                note=("model-bound" if ratio > 1 else "**data-bound**")
+                + f" by {max(ratio, 1 / ratio):.1f}x; the two rates were measured one after the other on the "
+                "same cores, so in a run they also share them",
+            )
+        )
+    return rows
+
+
 def run(ctx: Context) -> list[Row]:
-    ctx = Context(ctx.device, ctx.quick)
+    ctx = Context(ctx.device, ctx.quick, out=ctx.out)
     ctx.rounds = 2 if ctx.quick else 3
-    return cifar_rows(ctx) + imagenet_rows(ctx)
+    cifar, imagenet = cifar_rows(ctx), imagenet_rows(ctx)
+    return (
+        cifar
+        + imagenet
+        + bottleneck_rows("cifar", cifar[0].value, ctx)
+        + bottleneck_rows("imagenet", imagenet[0].value, ctx)
+    )

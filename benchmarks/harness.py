@@ -7,10 +7,12 @@ always ours / reference from the same ``compare`` call (performance-notes §6.0)
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -19,7 +21,7 @@ import torch
 class Row:
     group: str  # e.g. "operators / DimConv"
     name: str  # what was timed
-    value: float  # the headline figure (ms, img/s, ratio...)
+    value: float | None  # the headline figure (ms, img/s, ratio...); None: not measurable on this device
     unit: str
     reference: str | None = None  # the row's reference, when value is compared with one
     ratio: float | None = None  # ours / reference (time) or reference / ours, as `ratio_meaning` says
@@ -28,6 +30,11 @@ class Row:
     met: bool | None = None
     note: str = ""
     extra: dict = field(default_factory=dict)
+    cause: str = ""  # where a target is missed: the measured reason
+
+    def __post_init__(self):
+        if self.met is not None:
+            self.met = bool(self.met)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,6 +46,8 @@ class Context:
     quick: bool  # fewer rounds and shorter samples (smoke runs)
     rounds: int = 5
     min_time_s: float = 0.15
+    out: Path = Path("docs")  # where figures next to the doc go
+    last_samples: dict = field(default_factory=dict)  # every sample of the last compare, seconds
 
     def __post_init__(self):
         if self.quick:
@@ -71,7 +80,14 @@ def compare(candidates: dict[str, Callable[[], object]], ctx: Context, warmup: i
     for _ in range(ctx.rounds):
         for name, fn in candidates.items():
             samples[name].append(_sample(fn, ctx.device, ctx.min_time_s))
+    ctx.last_samples = samples
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def spread(values: list[float]) -> float:
+    """Interquartile range over the median of repeated samples: how much the machine moved the figure."""
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return (q[2] - q[0]) / q[1]
 
 
 def forward_backward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
@@ -83,5 +99,29 @@ def forward_backward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], N
         out.backward(torch.ones_like(out))
         module.zero_grad(set_to_none=True)
         x.grad = None
+
+    return fn
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """Run the block with ``n`` intra-op threads (None: unchanged)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer) -> Callable[[], None]:
+    """One bare training step: cross-entropy forward, backward, optimizer step, zero_grad."""
+    criterion = torch.nn.CrossEntropyLoss()
+
+    def fn():
+        criterion(model(x), y).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
     return fn

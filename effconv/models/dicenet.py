@@ -61,7 +61,7 @@ from torch import nn
 from effconv.models import register
 from effconv.models.base import ClassifierNet, init_kaiming
 from effconv.models.unit_host import host_unit, pair, strided
-from effconv.ops.common import ConvBnAct, channel_shuffle
+from effconv.ops.common import ConvBnAct, channel_shuffle, interleave
 from effconv.ops.dice import first_pointwise
 
 REPEATS = (3, 7, 3)
@@ -115,6 +115,13 @@ def level_channels(width_mult: float, table: str = "dicenet") -> tuple[int, ...]
     return c0, c0, c2, 2 * c2, 4 * c2, interpolate(5, 8)
 
 
+def _concat_shuffle(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """channel_shuffle(cat(left, right), 2): one interleaving copy when the halves are equal, else two."""
+    if left.shape[1] == right.shape[1]:
+        return interleave(left, right)
+    return channel_shuffle(torch.cat((left, right), dim=1), 2)
+
+
 class ChannelSplitBlock(nn.Module):
     """ShuffleNetV2 / ShuffleDiCE block: split, [1x1 -> unit] on the right part, concat, shuffle (2)."""
 
@@ -130,8 +137,7 @@ class ChannelSplitBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        right = self.branch(x[:, self.left :])
-        return channel_shuffle(torch.cat((x[:, : self.left], right), dim=1), 2)
+        return _concat_shuffle(x[:, : self.left], self.branch(x[:, self.left :]))
 
 
 class StridedBlock(nn.Module):
@@ -150,7 +156,7 @@ class StridedBlock(nn.Module):
             self.right = nn.Sequential(first_pointwise(first, c, c), host_unit(conv, c, c, 2, size, variant, optional))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return channel_shuffle(torch.cat((self.left(x), self.right(x)), dim=1), 2)
+        return _concat_shuffle(self.left(x), self.right(x))
 
 
 class SkeletonNet(ClassifierNet):

@@ -61,7 +61,7 @@ from torch import nn
 
 from effconv.models import register
 from effconv.models.base import ClassifierNet, init_kaiming
-from effconv.ops.common import channel_shuffle, make_divisible
+from effconv.ops.common import channel_shuffles, make_divisible
 from effconv.ops.dynamic_relu import DynamicReLU
 from effconv.ops.dynamic_shift_max import DynamicShiftMax, StaticShiftMax, squeeze_width
 from effconv.ops.micro_factorized import GroupPointwise, MicroFactorizedDepthwise, group_pair, nearest_divisor
@@ -194,9 +194,7 @@ class ChannelShuffles(nn.Module):
         self.groups = tuple(g for g in groups if g > 1)
 
     def forward(self, x):
-        for g in self.groups:
-            x = channel_shuffle(x, g)
-        return x
+        return channel_shuffles(x, self.groups)  # one copy (or none) where the shuffles compose
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}"

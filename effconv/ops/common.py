@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -40,17 +44,53 @@ def _pair(k):
     return tuple(k) if isinstance(k, (tuple, list)) else (k, k)
 
 
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """ShuffleNet channel shuffle: (g, C/g) -> (C/g, g) interleave, keeping the input's memory format.
 
-    The usual view/transpose idiom silently turns a channels_last input into an NCHW tensor; this reshapes the
-    NHWC storage instead, so the next conv sees the layout it expects (performance-notes §6.3).
+    PyTorch's native op: about one copy in NCHW and 1.1-1.2x a copy in channels_last, where the usual
+    view/transpose idiom costs 3-8x a copy and silently returns an NCHW tensor (performance-notes §6.3;
+    benchmarks/bench_ops.py measures it).
     """
     if groups == 1:
         return x
-    n, c, h, w = x.shape
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        nhwc = x.permute(0, 2, 3, 1)  # a view of the NHWC storage
-        nhwc = nhwc.reshape(n, h, w, groups, c // groups).transpose(3, 4).reshape(n, h, w, c)
-        return nhwc.permute(0, 3, 1, 2)
-    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+    return F.channel_shuffle(x, groups)
+
+
+def composed_shuffle_groups(channels: int, groups: Sequence[int]) -> int | None:
+    """The single shuffle equal to shuffling by each of ``groups`` in turn (1: identity), or None.
+
+    A shuffle with g groups sends channel i = a C/g + b to b g + a, which is i g mod (C - 1) for i < C - 1 (the
+    last channel stays): shuffles multiply. In turn they are the product G of their group counts mod (C - 1),
+    a single shuffle when G divides C.
+    """
+    if channels < 3:
+        return 1
+    product = math.prod(groups) % (channels - 1)
+    return product if product >= 1 and channels % product == 0 else None
+
+
+def channel_shuffles(x: torch.Tensor, groups: Sequence[int]) -> torch.Tensor:
+    """``channel_shuffle`` with each group count in turn, as one shuffle (or none) when they compose."""
+    groups = [g for g in groups if g > 1]
+    single = composed_shuffle_groups(x.shape[1], groups) if len(groups) > 1 else None
+    if single is not None:
+        return channel_shuffle(x, single)
+    for g in groups:
+        x = channel_shuffle(x, g)
+    return x
+
+
+def interleave(*tensors: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) x k -> (N, kC, H, W) ordered (t0_0, t1_0, ..., t0_1, ...) in the layout of the first.
+
+    One copy: equals ``channel_shuffle(torch.cat(tensors, 1), k)``, which copies twice."""
+    n, c, h, w = tensors[0].shape
+    k = len(tensors)
+    if _is_channels_last(tensors[0]):
+        nhwc = torch.stack([t.permute(0, 2, 3, 1) for t in tensors], dim=4)
+        return nhwc.reshape(n, h, w, k * c).permute(0, 3, 1, 2)
+    return torch.stack(tensors, dim=2).reshape(n, k * c, h, w)

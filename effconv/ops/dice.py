@@ -71,7 +71,19 @@ class DimensionWiseFusion(nn.Module):
         self.gate = SqueezeGate(in_ch, out_ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fused = self.local(x)
+        return self.fuse(self.local(x))
+
+    def forward_planes(self, planes: list[torch.Tensor]) -> torch.Tensor:
+        """The same on DimConv's un-interleaved planes (``DimensionWiseConv.forward_planes``): the grouped 1x1
+        (C groups, plane b of channel i at input 3i + b) is the per-channel weighted sum of the planes."""
+        conv, norm, act = self.local
+        weight = conv.weight.view(-1, len(planes), 1, 1)  # (C, planes, 1, 1): one weight per channel and plane
+        fused = planes[0] * weight[:, 0]
+        for b in range(1, len(planes)):
+            fused = fused.addcmul(planes[b], weight[:, b])
+        return self.fuse(act(norm(fused)))
+
+    def fuse(self, fused: torch.Tensor) -> torch.Tensor:
         return self.spatial(fused) * self.gate(fused)
 
 
@@ -179,7 +191,19 @@ class DiceUnit(nn.Module):
         self.fusion = FUSIONS[_choice("fusion", fusion, FUSION_KINDS)](in_ch, out_ch, planes, kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fusion(self.spatial(self.pool(x)))
+        x = self.pool(x)
+        if self.plane_path:
+            return self.fusion.forward_planes(self.spatial.forward_planes(x))  # no interleaved copy
+        return self.fusion(self.spatial(x))
+
+    @property
+    def plane_path(self) -> bool:
+        """DimConv -> DimFuse without the interleave, unless something hooks the local 1x1 conv (the MAdds
+        counter does: it must see that conv run, so it gets the interleaved path, the same function)."""
+        if not (isinstance(self.spatial, DimensionWiseConv) and isinstance(self.fusion, DimensionWiseFusion)):
+            return False
+        conv = self.fusion.local[0]
+        return not (conv._forward_hooks or conv._forward_pre_hooks or nn.modules.module._global_forward_hooks)
 
 
 def dimfuse_cost(channels: int, out_channels: int, height: int, width: int, kernel_size: int = 3) -> int:

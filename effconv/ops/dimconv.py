@@ -28,6 +28,11 @@ Two formulations share one set of parameters:
   contiguous view (N, H, W, C); kernels are transposed accordingly (9 values per row or column). The three
   outputs are interleaved by a single ``torch.stack`` in the input's layout, which replaces the
   concatenation and the group-3 channel shuffle of the reference.
+* ``forward_planes`` goes one step further for the DiCE unit: it never interleaves. BN + PReLU run on each
+  branch with the parameters (and running statistics) of that branch's channels (every third of the 3C), and
+  the three normalised planes go to DimFuse, whose local fusion (a grouped 1x1 conv with C groups of the three
+  planes of one channel) is then a per-channel weighted sum of the planes: the 3C interleave copy is folded
+  into the fusion weights and never made (benchmarks/bench_dice.py).
 * ``forward_reference`` is the authors' formulation: explicit transposes with ``.contiguous()``, three convs,
   concatenation [depth, height, width], group-3 channel shuffle. Kept for the equivalence test.
 
@@ -43,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from effconv.ops.common import channel_shuffle
+from effconv.ops.common import channel_shuffle, interleave
 
 
 def resample_axis(x: torch.Tensor, size: int, axis: int) -> torch.Tensor:
@@ -82,15 +87,6 @@ def width_wise_conv(x: torch.Tensor, weight: torch.Tensor, padding: int) -> torc
         out = F.conv2d(x.permute(0, 3, 1, 2), weight.transpose(2, 3), padding=padding, groups=cols)
         return out.permute(0, 2, 3, 1)
     return F.conv2d(x.transpose(1, 3), weight, padding=padding, groups=cols).transpose(1, 3)
-
-
-def interleave(depth: torch.Tensor, height: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) x 3 -> (N, 3C, H, W) ordered (d_0, h_0, w_0, d_1, ...), in the layout of ``depth``."""
-    n, c, h, w = depth.shape
-    if _is_channels_last(depth):
-        nhwc = torch.stack([t.permute(0, 2, 3, 1) for t in (depth, height, width)], dim=4)
-        return nhwc.reshape(n, h, w, 3 * c).permute(0, 3, 1, 2)
-    return torch.stack((depth, height, width), dim=2).reshape(n, 3 * c, h, w)
 
 
 class DimensionWiseConv(nn.Module):
@@ -139,6 +135,38 @@ class DimensionWiseConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(interleave(*self.branches(x))))
+
+    def forward_planes(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[depth, height, width] responses, each after BN + PReLU: ``forward`` = their interleave."""
+        planes = self.branches(x)
+        if self.norm.training and self.norm.track_running_stats:
+            self.norm.num_batches_tracked.add_(1)
+        return [self._norm_act(t, b) for b, t in enumerate(planes)]
+
+    def _norm_act(self, t: torch.Tensor, branch: int) -> torch.Tensor:
+        """BN + PReLU of one branch: channel i of the branch is channel 3i + branch of ``norm`` / ``act``.
+
+        Every per-channel vector goes in as a contiguous copy (C values): with strided views torch 2.15 takes
+        slow paths (PReLU's backward ~1.5x, batch_norm's ~1.5x) and its channels_last batch_norm backward
+        reads a strided weight as if it were contiguous (wrong gradients; tests/test_fast_ops.py). Updated
+        running statistics are written back into the branch's slots.
+        """
+        bn, take = self.norm, slice(branch, None, 3)
+        momentum = bn.momentum
+        if bn.training and bn.track_running_stats and momentum is None:  # cumulative average, as nn.BatchNorm
+            momentum = 1.0 / float(bn.num_batches_tracked)
+        use_batch = bn.training or bn.running_mean is None
+        stats = (None, None)
+        if bn.running_mean is not None:
+            stats = (bn.running_mean[take].clone(), bn.running_var[take].clone())
+        out = F.batch_norm(
+            t, *stats, bn.weight[take].contiguous(), bn.bias[take].contiguous(), use_batch, momentum or 0.0, bn.eps
+        )
+        if use_batch and stats[0] is not None:
+            with torch.no_grad():
+                bn.running_mean[take] = stats[0]
+                bn.running_var[take] = stats[1]
+        return F.prelu(out, self.act.weight[take].contiguous())
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         """The authors' formulation: transposes with contiguous copies, concat, group-3 shuffle."""
