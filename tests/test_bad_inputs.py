@@ -46,7 +46,7 @@ def files(tmp_path_factory):
 
 # id -> (overrides, expected message: a regular expression matched from the start of the line)
 TRAIN = {
-    "unknown-model": (["model=nope"], r"unknown model 'nope'; available: resnet20_cifar, "),
+    "unknown-model": (["model=nope"], r"unknown model 'nope'; available: dicenet_010, .*; see conf/model/$"),
     "unknown-timm-model": (MLP[:1] + ["model.name=nope_net"], r"unknown model 'nope_net' \(did you mean "),
     "model-timm-without-name": (["model=timm"], r"no value for model\.name: set model\.name=<value>"),
     "unknown-dataset": (["data=nope"], r"unknown data 'nope'; available: cifar10, "),
@@ -63,7 +63,7 @@ TRAIN = {
     "accumulation-zero": (["recipe.accum_steps=0"], r"recipe\.accum_steps must be >= 1 \(got 0\)$"),
     "lr-zero": (["recipe.lr=0"], r"recipe\.lr must be > 0 \(got 0\.0\)$"),
     "lr-reference-batch": (["recipe.lr_ref_batch=0"], r"recipe\.lr_ref_batch must be >= 1 or null \(got 0\)$"),
-    "warmup-too-long": (["recipe.warmup_epochs=5"], r"recipe\.warmup_epochs \(5\) must be shorter than recipe\.epo"),
+    "warmup-negative": (["recipe.warmup_epochs=-1"], r"recipe\.warmup_epochs must be >= 0 \(got -1\)$"),
     "label-smoothing": (["recipe.label_smoothing=1.5"], r"recipe\.label_smoothing must be in \[0, 1\) \(got 1\.5\)"),
     "ema-decay": (["recipe.ema_decay=1.5"], r"recipe\.ema_decay must be in \(0, 1\) \(got 1\.5\)$"),
     "unknown-optimizer": (["recipe.opt=adamx"], r"unknown optimizer 'adamx' \(did you mean adamax, "),
@@ -74,8 +74,14 @@ TRAIN = {
     "device-unknown": (["device=tpu"], r"device 'tpu' is not a device; use auto, cpu, cuda or cuda:N$"),
     "device-cuda-without-gpu": (["device=cuda"], r"device=cuda but no CUDA GPU is visible; use device=cpu"),
     "unknown-knob": (["+model.width=2"], r"model resnet20_cifar has no knob 'width' \(did you mean widths\?\)"),
-    "impossible-knob": (["model.kernels=[3,3]"], r"model resnet20_cifar: kernels needs one entry per stage \(3\)"),
-    "unknown-conv-unit": (["model.conv=nope"], r"unknown conv unit 'nope'; available: "),
+    "impossible-knob": (
+        ["model.kernels=[3,3]"],
+        r"model resnet20_cifar: kernels needs one entry \(a kernel or a list of kernels\) per stage \(3\), got \[3, 3\]$",
+    ),
+    "unknown-conv-unit": (
+        ["model.conv=nope"],
+        r"model resnet20_cifar: unknown conv 'nope'; use one of standard, dsconv, .* or a unit of effconv\.ops\.UNITS \(dice, ",
+    ),
     "unknown-transform": (["data.train_transform=nope"], r"unknown transform preset 'nope' \(did you mean none\?\)"),
     "data-root-missing": (["data.root=/nonexistent"], r"digits: data\.root=/nonexistent is not a directory; expe"),
     "data-file-missing": (["data.root={empty}"], r"digits: {empty}/digits\.csv\.gz not found; expected scikit"),
