@@ -76,11 +76,13 @@ TRAIN = {
     "unknown-knob": (["+model.width=2"], r"model resnet20_cifar has no knob 'width' \(did you mean widths\?\)"),
     "impossible-knob": (
         ["model.kernels=[3,3]"],
-        r"model resnet20_cifar: kernels needs one entry \(a kernel or a list of kernels\) per stage \(3\), got \[3, 3\]$",
+        r"model resnet20_cifar: kernels needs one entry \(a kernel or a list of kernels\) per stage \(3\), "
+        r"got \[3, 3\]$",
     ),
     "unknown-conv-unit": (
         ["model.conv=nope"],
-        r"model resnet20_cifar: unknown conv 'nope'; use one of standard, dsconv, .* or a unit of effconv\.ops\.UNITS \(dice, ",
+        r"model resnet20_cifar: unknown conv 'nope'; use one of standard, dsconv, .* "
+        r"or a unit of effconv\.ops\.UNITS \(dice, ",
     ),
     "unknown-transform": (["data.train_transform=nope"], r"unknown transform preset 'nope' \(did you mean none\?\)"),
     "data-root-missing": (["data.root=/nonexistent"], r"digits: data\.root=/nonexistent is not a directory; expe"),
