@@ -105,6 +105,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (bf16 on a GPU that has it, else off) | none | bf16 | fp16
     channels_last: bool = True
+    threads: Optional[int] = None  # CPU threads per process; null: OMP_NUM_THREADS, SLURM's cpus, 1 per local job
     compile: bool = False  # torch.compile the bare model
     compile_mode: Optional[str] = None
     sync_bn: bool = False  # DDP: SyncBatchNorm instead of reducing BN statistics before evaluation
@@ -248,6 +249,7 @@ def validate(cfg: DictConfig) -> None:
         (cfg.data.img_size >= 1, f"data.img_size must be >= 1 (got {cfg.data.img_size})"),
         (cfg.amp in ("auto", "none", "bf16", "fp16"), f"amp must be auto, none, bf16 or fp16 (got {cfg.amp})"),
         (cfg.eval_every >= 1, f"eval_every must be >= 1 (got {cfg.eval_every})"),
+        (cfg.threads is None or cfg.threads >= 1, f"threads must be >= 1 or null (got {cfg.threads})"),
         (
             cfg.resume in ("auto", "never") or Path(cfg.resume).is_file(),
             f"resume must be auto, never or an existing checkpoint file (got {cfg.resume})",

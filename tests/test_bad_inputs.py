@@ -63,6 +63,7 @@ TRAIN = {
     "accumulation-zero": (["recipe.accum_steps=0"], r"recipe\.accum_steps must be >= 1 \(got 0\)$"),
     "lr-zero": (["recipe.lr=0"], r"recipe\.lr must be > 0 \(got 0\.0\)$"),
     "lr-reference-batch": (["recipe.lr_ref_batch=0"], r"recipe\.lr_ref_batch must be >= 1 or null \(got 0\)$"),
+    "threads-zero": (["threads=0"], r"threads must be >= 1 or null \(got 0\)$"),
     "warmup-negative": (["recipe.warmup_epochs=-1"], r"recipe\.warmup_epochs must be >= 0 \(got -1\)$"),
     "label-smoothing": (["recipe.label_smoothing=1.5"], r"recipe\.label_smoothing must be in \[0, 1\) \(got 1\.5\)"),
     "ema-decay": (["recipe.ema_decay=1.5"], r"recipe\.ema_decay must be in \(0, 1\) \(got 1\.5\)$"),

@@ -128,7 +128,9 @@ class Trainer:
     def __init__(self, cfg):
         validate(cfg)
         self.cfg, self.recipe = cfg, cfg.recipe
-        self.rt: Runtime = setup(cfg.device, cfg.amp, cfg.seed, cfg.deterministic, cfg.channels_last)
+        self.rt: Runtime = setup(
+            cfg.device, cfg.amp, cfg.seed, cfg.deterministic, cfg.channels_last, cfg.get("threads")
+        )
         self.files = RunFiles(run_dir_of(cfg), self.rt.is_primary)
         self.progress = Progress()
         self.last_save = time.monotonic()

@@ -73,6 +73,7 @@ def build_results(trainer) -> dict:
             "world_size": rt.world_size,
             "amp": str(rt.amp_dtype).replace("torch.", "") if rt.amp_dtype else "none",
             "channels_last": cfg.channels_last,
+            "threads": torch.get_num_threads(),
             "compile": cfg.compile,
         },
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__},
