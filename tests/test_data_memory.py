@@ -67,3 +67,23 @@ def test_digits_split_and_presets():
     assert x.shape == (64, 3, 32, 32) and y.max() < 10
     counts = torch.bincount(torch.cat([y for _, y in loaders.eval.batches(0)]), minlength=10)
     assert counts.min() >= 35 and counts.sum() == 360  # stratified: 36 per class (+-1)
+
+
+def test_channels_last_batches_equal_nchw_batches():
+    """The channels_last path (NHWC selection, row-wise normalisation) gives the NCHW path's numbers exactly."""
+    from effconv.data.transforms import batch_transform
+    from tests.data_helpers import data_cfg
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (20, 3, 12, 10), dtype=torch.uint8, generator=gen)
+    mean, std = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
+    for preset in ("none", "flip", "pad_crop_flip"):
+        transform = batch_transform(preset, data_cfg("cifar10"), True)
+        made = {
+            fmt: InMemoryLoader(images, torch.arange(20), 8, transform, mean, std, "cpu", 3, True, memory_format=fmt)
+            for fmt in (torch.contiguous_format, torch.channels_last)
+        }
+        batches = {fmt: list(loader.batches(1)) for fmt, loader in made.items()}
+        for (x, y), (x_cl, y_cl) in zip(batches[torch.contiguous_format], batches[torch.channels_last]):
+            assert x_cl.is_contiguous(memory_format=torch.channels_last) and x_cl.dtype == torch.float32
+            assert torch.equal(x, x_cl) and torch.equal(y, y_cl), preset

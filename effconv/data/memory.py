@@ -119,8 +119,9 @@ class InMemoryLoader:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.memory_format = memory_format
         shape = (1, -1, 1, 1)
-        self.mean = torch.tensor(mean, device=self.device).view(shape) * 255
-        self.inv_std = 1 / (torch.tensor(std, device=self.device).view(shape) * 255)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(shape) * 255
+        self.inv_std = 1 / (torch.tensor(std, dtype=torch.float32, device=self.device).view(shape) * 255)
+        self._row_stats = None  # mean and 1/std repeated along an image row (channels_last)
         self.order = EpochOrder(len(self.images), batch_size, seed, train, rank, world_size)
 
     def __len__(self) -> int:
@@ -138,10 +139,30 @@ class InMemoryLoader:
             yield batch
 
     def _batch(self, idx: torch.Tensor, epoch: int, b: int):
-        images = self.images.index_select(0, idx)  # 10x faster than images[idx] on the CPU
+        images = self._select(idx)
         # evaluation draws from its own fixed stream too, so it never touches the global RNG
         stream = (epoch, b, self.rank) if self.train else (-1, b + self.order.shard[0])
         images = self.transform(images, torch.Generator().manual_seed(derive_seed(self.seed, *stream)))
-        x = images.to(torch.float32, memory_format=self.memory_format)
-        x.sub_(self.mean).mul_(self.inv_std)
-        return x, self.labels.index_select(0, idx)
+        return self._normalise(images), self.labels.index_select(0, idx)
+
+    def _normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> float (x - mean) / std in the training layout.
+
+        channels_last: cast the NHWC bytes as they lie and normalise each (H, W*C) row against mean/std
+        repeated along it; broadcasting a (1, C, 1, 1) tensor over channels_last data runs 5x slower on the
+        CPU (C is innermost), as does casting NCHW bytes into a channels_last float tensor (a transpose)."""
+        if self.memory_format != torch.channels_last:
+            return images.to(torch.float32).sub_(self.mean).mul_(self.inv_std)
+        n, c, h, w = images.shape
+        rows = images.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(n, h, w * c)
+        if self._row_stats is None or self._row_stats[0].numel() != w * c:
+            self._row_stats = (self.mean.view(c).repeat(w), self.inv_std.view(c).repeat(w))
+        x = rows.to(torch.float32).sub_(self._row_stats[0]).mul_(self._row_stats[1])
+        return x.view(n, h, w, c).permute(0, 3, 1, 2)
+
+    def _select(self, idx: torch.Tensor) -> torch.Tensor:
+        """The batch's images in the stored layout (index_select is 10x faster than images[idx] on the CPU).
+        index_select returns NCHW even from a channels_last tensor, so select on its NHWC view instead."""
+        if self.memory_format == torch.channels_last:
+            return self.images.permute(0, 2, 3, 1).index_select(0, idx).permute(0, 3, 1, 2)
+        return self.images.index_select(0, idx)

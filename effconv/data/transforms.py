@@ -168,6 +168,7 @@ def crop_flip(
     """
     n, c, _, _ = images.shape
     h, w = size
+    images = images.contiguous()  # gathering 3-byte NHWC pixels is 2-3x slower than NCHW planes on the CPU
     if padding:
         images = F.pad(images, (padding,) * 4)
     height, width = images.shape[-2:]

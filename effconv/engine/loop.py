@@ -184,6 +184,7 @@ class Trainer:
             if self.ema is not None and self.progress.global_step == 0:
                 self.ema.set(self.model)  # the EMA was copied from this rank's own initialisation
         self.forward = forward
+        self.agreement = Agreement(self.rt)
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def state(self, ranks: list) -> dict:
@@ -327,7 +328,6 @@ class Trainer:
             resumed_at=asdict(p) if p.global_step else None,
         )
         self._sync_schedule()
-        self.agreement = Agreement(self.rt)
         with StopSignal() as self.stop:
             for epoch in range(p.epoch, recipe.epochs):
                 epoch_stats = self.train_epoch(epoch)
