@@ -70,3 +70,13 @@ def test_report_cli_static_and_runs(tmp_path, capsys):
         tmp_path / "rep" / "baselines_digits.png"
     ).is_file()
     assert report_main(["nope/table"]) == 2
+
+
+def test_index_links_every_rendered_table(tmp_path):
+    from effconv.report.__main__ import write_index
+
+    assert report_main(["baselines/digits", "--static", "--out", str(tmp_path)]) == 0
+    index = write_index(["baselines/digits"], tmp_path).read_text()
+    assert "## baselines" in index
+    title = "Baselines on the digits dataset (example table, no paper)"
+    assert f"- [baselines/digits](baselines_digits.md): {title}" in index

@@ -42,6 +42,26 @@ def render_experiment(name: str, static: bool, roots: list[Path], out: Path) -> 
     return markdown
 
 
+def write_index(names: list[str], out: Path) -> Path:
+    """``<out>/README.md``: every rendered table, by paper, under the title its markdown starts with."""
+    lines = [
+        "# Paper tables, static columns",
+        "",
+        "Regenerate: `python -m effconv.report --all --static --out docs/results`.",
+        "",
+    ]
+    for paper in sorted({n.split("/")[0] for n in names}):
+        lines += [f"## {paper}", ""]
+        for name in sorted(n for n in names if n.split("/")[0] == paper):
+            stem = name.replace("/", "_")
+            title = (out / f"{stem}.md").read_text().splitlines()[0].lstrip("# ").strip()
+            lines.append(f"- [{name}]({stem}.md): {title} ([csv]({stem}.csv))")
+        lines.append("")
+    index = out / "README.md"
+    index.write_text("\n".join(lines))
+    return index
+
+
 def render_runs(paths: list[Path]) -> str:
     from effconv.engine.results import format_table
     from effconv.report.collect import load_results
@@ -89,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         for name in targets:
             print(render_experiment(name, args.static, [args.output_root, *args.runs], args.out))
+        if args.all:
+            write_index(targets, args.out)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
