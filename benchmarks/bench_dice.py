@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.harness import Context, Row, compare, forward_backward
+from benchmarks.harness import Context, FunctionModule, Row, compare, forward_backward
 from effconv.ops.common import ConvBnAct
 from effconv.ops.dice import DiceUnit
 from effconv.ops.dimconv import height_wise_conv, width_wise_conv
@@ -60,23 +60,14 @@ class _ReferenceUnit(nn.Module):
         return self.unit.fusion(self.unit.spatial.forward_reference(self.unit.pool(x)))
 
 
-class _Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
-
-
 def _components(conv, depthwise: nn.Module) -> dict[str, nn.Module]:
     """The pieces of both sides, timed alone, so a missed target names what costs."""
     pad = conv.kernel_size // 2
     return {
-        "c_depth": _Fn(lambda x: F.conv2d(x, conv.weight_depth, padding=pad, groups=conv.channels)),
-        "c_height": _Fn(lambda x: height_wise_conv(x, conv.weight_height, pad)),
-        "c_width": _Fn(lambda x: width_wise_conv(x, conv.weight_width, pad)),
-        "c_normact": _Fn(lambda x: conv._norm_act(x, 0)),
+        "c_depth": FunctionModule(lambda x: F.conv2d(x, conv.weight_depth, padding=pad, groups=conv.channels)),
+        "c_height": FunctionModule(lambda x: height_wise_conv(x, conv.weight_height, pad)),
+        "c_width": FunctionModule(lambda x: width_wise_conv(x, conv.weight_width, pad)),
+        "c_normact": FunctionModule(lambda x: conv._norm_act(x, 0)),
         "c_dw_conv": depthwise[0],
         "c_dw_normact": nn.Sequential(depthwise[1], depthwise[2]),
     }

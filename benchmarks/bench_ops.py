@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import timm
 import torch
-from torch import nn
 
 import effconv  # noqa: F401  (registers the models)
-from benchmarks.harness import Context, Row, compare, forward_backward, train_step
+from benchmarks.harness import Context, FunctionModule, Row, compare, forward_backward, train_step
 from effconv.engine.workarounds import avoid_cpu_channels_last_crash
 from effconv.ops.common import channel_shuffle, channel_shuffles
 
@@ -34,15 +33,6 @@ FAMILIES = [
     ("dicenet_100", {}, 224, 1000, 4),
     ("mobilenetv2_mix", {}, 224, 1000, 4),
 ]
-
-
-class _Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
 
 
 def _view_idiom(x: torch.Tensor, g: int) -> torch.Tensor:
@@ -63,12 +53,12 @@ def shuffle_rows(ctx: Context) -> list[Row]:
 
             times = compare(
                 {
-                    "copy": forward_backward(_Fn(lambda t: t.clone()), x),
-                    "ours": forward_backward(_Fn(lambda t, groups=groups: channel_shuffles(t, groups)), x),
+                    "copy": forward_backward(FunctionModule(lambda t: t.clone()), x),
+                    "ours": forward_backward(FunctionModule(lambda t, groups=groups: channel_shuffles(t, groups)), x),
                     "in_turn": forward_backward(
-                        _Fn(lambda t, groups=groups: [t := channel_shuffle(t, g) for g in groups][-1]), x
+                        FunctionModule(lambda t, groups=groups: [t := channel_shuffle(t, g) for g in groups][-1]), x
                     ),
-                    "idiom": forward_backward(_Fn(idiom), x),
+                    "idiom": forward_backward(FunctionModule(idiom), x),
                 },
                 ctx,
             )

@@ -125,3 +125,14 @@ def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, optimiz
         optimizer.zero_grad(set_to_none=True)
 
     return fn
+
+
+class FunctionModule(torch.nn.Module):
+    """A function as a module, so that forward_backward can time it like any layer."""
+
+    def __init__(self, fn: Callable):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
