@@ -116,11 +116,8 @@ def test_splitconv_is_a_channel_split_full_conv():
 def test_mixconv_sep_is_depthwise_mixconv_then_pointwise():
     unit = create_unit("mixconv_sep", 16, 24, stride=2, kernel_size=[3, 5, 7])
     mixed = unit[0]
-    assert [(m.in_channels, m.groups, m.kernel_size[0], m.stride[0]) for m in mixed.values()] == [
-        (6, 6, 3, 2),
-        (5, 5, 5, 2),
-        (5, 5, 7, 2),
-    ]
+    assert mixed.splits == [6, 5, 5] and mixed.stride == 2  # the remainder goes to the first group
+    assert [tuple(w.shape) for w in mixed.weights] == [(6, 1, 3, 3), (5, 1, 5, 5), (5, 1, 7, 7)]
     assert count_params(unit) == (6 * 9 + 5 * 25 + 5 * 49) + 2 * 16 + 16 * 24 + 2 * 24
 
 

@@ -13,10 +13,9 @@ reference-architectures §5.2 and §5.4), which differs from the textbook operat
   per group) in MixNet's separable block: MixConv -> BN -> ReLU -> 1x1 -> BN. This is the comparison the
   paper's text describes, offered beside the authors' ``splitconv``.
 
-Both split convolutions use ``timm.layers.MixedConv2d`` (its channel split gives the first group the
-remainder, as the authors' code and the TensorFlow original do). The project's own MixConv operator (unit
-``mixconv``) is being written in the MixConv issue at the same time; ``mixconv_sep`` should be rebuilt on it
-once that is merged.
+``splitconv`` is ``timm.layers.MixedConv2d`` with full convs per split; ``mixconv_sep`` uses the project's
+depth-wise MixConv (effconv/ops/mixconv.py). Both give the first group the remainder of the channel split, as
+the authors' code and the TensorFlow original do.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from timm.layers import MixedConv2d
 from torch import nn
 
 from effconv.ops import register_unit
+from effconv.ops.mixconv import MixConv
 from effconv.ops.multiception import kernel_list
 
 
@@ -70,7 +70,7 @@ class MixConvSeparable(nn.Sequential):
         if in_ch < len(kernels):
             raise ValueError(f"mixconv_sep needs a channel per kernel: {in_ch} channels, kernels {kernels}")
         super().__init__(
-            MixedConv2d(in_ch, in_ch, kernels, stride=stride, depthwise=True),
+            MixConv(in_ch, kernels, stride),
             nn.BatchNorm2d(in_ch),
             act(),
             nn.Conv2d(in_ch, out_ch, 1, bias=False),
