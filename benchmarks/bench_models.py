@@ -22,8 +22,9 @@ import torch
 
 import effconv  # noqa: F401  (registers the models)
 from benchmarks.bench_mixconv import from_timm
-from benchmarks.harness import Context, Row, compare, threads, train_step
+from benchmarks.harness import Context, Row, compare, train_step
 from effconv.engine.workarounds import avoid_cpu_channels_last_crash
+from effconv.threads import torch_threads
 
 # name -> (label, MAdds M, params M, top-1 %, source of the top-1)
 LATENCY_MODELS = {
@@ -107,7 +108,7 @@ def latency_rows(ctx: Context) -> list[Row]:
     # the same network with ReLU6 in every activation slot: what Dynamic Shift-Max costs at batch 1
     models["micronet_m2_relu"] = timm.create_model("micronet_m2", activation="relu").eval().to(ctx.device)
     on_cpu = ctx.device.type == "cpu"
-    with threads(1 if on_cpu else None), torch.inference_mode():
+    with torch_threads(1 if on_cpu else None), torch.inference_mode():
         times = compare({n: (lambda m=m: m(x)) for n, m in models.items()}, ctx)
     setting = "batch 1, 224 px, 1 thread" if on_cpu else f"batch 1, 224 px, {ctx.device.type}"
     figure = _plot(times, ctx)

@@ -7,7 +7,6 @@ always ours / reference from the same ``compare`` call (performance-notes §6.0)
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -101,18 +100,6 @@ def forward_backward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], N
         x.grad = None
 
     return fn
-
-
-@contextlib.contextmanager
-def threads(n: int | None):
-    """Run the block with ``n`` intra-op threads (None: unchanged)."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer) -> Callable[[], None]:

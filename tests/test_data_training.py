@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 from effconv.engine.loop import train
+from effconv.threads import torch_threads
 from tests.data_formats import write
 
 
@@ -21,10 +20,6 @@ def test_short_training_on_cifar10_copy_beats_chance(tmp_path, train_cfg):
         "seed=1",
         "channels_last=false",
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny net gains nothing from a thread team, which spin-waits on a busy machine
-    try:
+    with torch_threads(1):  # a tiny net gains nothing from a thread team, which spin-waits on a busy machine
         results = train(cfg)
-    finally:
-        torch.set_num_threads(threads)
     assert results["last_top1"] >= 60.0, results  # chance is 10%

@@ -16,14 +16,13 @@ from effconv.models.micronet import LiteBlock, MicroNet, RegularBlock
 from effconv.ops.dynamic_relu import DynamicReLU
 from effconv.ops.dynamic_shift_max import DynamicShiftMax, StaticShiftMax
 from effconv.profile import count_cost
+from effconv.threads import torch_threads
 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 # type k s in hidden out G_e G_c A1 A2 A3 skip   ("-": absent; head rows: hidden/k/G_c absent)

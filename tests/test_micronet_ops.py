@@ -25,15 +25,14 @@ from effconv.ops.micro_factorized import (
     group_pair,
 )
 from effconv.profile import count_cost
+from effconv.threads import torch_threads
 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """These tests are tiny; one thread avoids oversubscribing a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 # ---------------------------------------------------------------- Micro-Factorized pointwise (Sec. 3.1)

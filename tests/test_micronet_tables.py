@@ -7,6 +7,7 @@ import torch
 
 from effconv.report.render import build_table
 from effconv.report.spec import load_spec
+from effconv.threads import torch_threads
 
 # Rows the tables show outside their tolerance, each explained in the table's notes: MobileNetV3 baselines the
 # paper gives no configuration for, and M2's printed "12 M" (the authors' model measures 12.74 M, Table 1).
@@ -20,10 +21,8 @@ KNOWN_OUTSIDE = {
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from effconv.errors import UserError
+from effconv.threads import torch_threads
 
 
 def derive_seed(*parts: int) -> int:
@@ -36,15 +37,8 @@ def one_cpu_thread(device: torch.device):
     more than it gains, because OpenMP threads spin-wait for a descheduled sibling at every operation
     (measured on 2 shared cores: 42-50k img/s on one thread, 3-5k on two).
     """
-    if device.type != "cpu":
+    with torch_threads(1 if device.type == "cpu" else None):
         yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class EpochOrder:

@@ -11,29 +11,18 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from effconv.profile import measure_throughput
 from effconv.report.columns import Column, RowContext, register_column
+from effconv.threads import torch_threads
 
 _LATENCIES: dict = {}
 
 
-@contextlib.contextmanager
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def latency_ms(model: torch.nn.Module, input_size, min_time_s: float = 0.2, repeats: int = 5) -> float:
     """Single-thread, batch-1 CPU inference latency (ms) of ``model`` at ``input_size`` (C, H, W)."""
-    with single_thread():
+    with torch_threads(1):
         result = measure_throughput(
             model,
             input_size,
