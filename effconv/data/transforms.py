@@ -4,7 +4,8 @@ A batch transform is ``fn(images_uint8 (N, C, H, W), generator) -> images_uint8`
 ``torch.Generator`` seeded per batch by the loader, so the augmentation of a batch depends only on
 (seed, epoch, batch index, rank). Random draws are made on the CPU (a few numbers per image) and applied on
 the images' device in one batched operation (a gather, ``roi_align`` or ``interpolate``), so no per-sample
-Python or PIL is involved.
+Python or PIL is involved. The draws reach a GPU through pinned memory without blocking (``to_device``): a
+plain ``.to(device)`` from pageable memory makes the host wait for the GPU's queue, every batch.
 
 Streaming datasets (ImageNet) hold images of different sizes, so their presets work per image:
 ``fn(image_uint8 (C, H, W), generator) -> image_uint8 (C, S, S)`` with torchvision's ``transforms.v2``
@@ -109,6 +110,16 @@ def random_resized_crop_params(height: int, width: int, n: int, scale, ratio, ge
     return top, left, h, w
 
 
+def to_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU tensor (random draws) on ``device``, copied without making the host wait: pinned and
+    non-blocking on CUDA (the caching host allocator keeps the pinned block until the copy is done)."""
+    if values.device == device:
+        return values
+    if device.type == "cuda":
+        values = values.pin_memory()
+    return values.to(device, non_blocking=True)
+
+
 def resized_crops(images: torch.Tensor, top, left, h, w, size: int) -> torch.Tensor:
     """Crop box (top, left, h, w) of every image and resize it to ``size`` x ``size``, as one ``roi_align``.
 
@@ -120,8 +131,7 @@ def resized_crops(images: torch.Tensor, top, left, h, w, size: int) -> torch.Ten
     """
     from torchvision.ops import roi_align
 
-    device = images.device
-    boxes = torch.stack([torch.arange(len(images)), left, top, left + w, top + h], 1).to(device, torch.float32)
+    boxes = to_device(torch.stack([torch.arange(len(images)), left, top, left + w, top + h], 1).float(), images.device)
     out = roi_align(images.float(), boxes, (size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
@@ -129,7 +139,7 @@ def resized_crops(images: torch.Tensor, top, left, h, w, size: int) -> torch.Ten
 def flip_where(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """``images`` with the ones marked in ``flip`` mirrored left-right (a new tensor). Only the chosen images
     are flipped: 1.4-2.5x faster than ``torch.where`` over a flipped copy of all (benchmarks/bench_loop.py)."""
-    chosen = flip.nonzero().flatten().to(images.device)
+    chosen = to_device(flip.nonzero().flatten(), images.device)
     out = images.clone()
     if len(chosen):
         out[chosen] = images[chosen].flip(3)
@@ -173,9 +183,9 @@ def crop_flip(
         images = F.pad(images, (padding,) * 4)
     height, width = images.shape[-2:]
     device = images.device
-    rows = top.to(device)[:, None] + torch.arange(h, device=device)
+    rows = to_device(top, device)[:, None] + torch.arange(h, device=device)
     cols = torch.arange(w, device=device).expand(n, w)
-    cols = torch.where(flip.to(device)[:, None], w - 1 - cols, cols) + left.to(device)[:, None]
+    cols = torch.where(to_device(flip, device)[:, None], w - 1 - cols, cols) + to_device(left, device)[:, None]
     flat = (rows[:, :, None] * width + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
     return images.reshape(n, c, height * width).gather(2, flat).view(n, c, h, w)
 

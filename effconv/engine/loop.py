@@ -70,7 +70,7 @@ class Progress:
     epoch: int = 0  # the epoch in progress
     batch: int = 0  # batches of that epoch already trained
     global_step: int = 0  # optimizer updates done
-    loss_sum: float = 0.0  # training loss of the epoch so far, summed over images
+    loss_sum: float = 0.0  # training loss of the epoch so far, summed over images (a device tensor mid-epoch)
     seen: int = 0  # images of the epoch so far
     train_time_s: float = 0.0  # wall time spent in training steps, whole run
     train_images: int = 0  # all ranks together
@@ -209,6 +209,7 @@ class Trainer:
     def save(self, best: bool = False) -> None:
         # what differs between ranks, for an exact resume: RNG (dropout) and the epoch's loss sums so far
         p = self.progress
+        p.loss_sum = float(p.loss_sum)  # read from the device once per checkpoint
         ranks = gather_to_primary({"rng": ckpt.rng_state(), "loss_sum": p.loss_sum, "seen": p.seen}, self.rt)
         if self.rt.is_primary:
             state = self.state(ranks)
@@ -384,7 +385,8 @@ class Trainer:
                     self._check_finite(pending, epoch)
                 self._step()
                 elapsed = time.perf_counter() - start
-                p.batch, p.loss_sum, p.seen = b + 1, float(loss_sum), p.seen + images
+                # the running sum stays on the device: float() here would synchronise a GPU every update
+                p.batch, p.loss_sum, p.seen = b + 1, loss_sum, p.seen + images
                 p.train_time_s, p.train_images = p.train_time_s + elapsed, p.train_images + images * rt.world_size
                 start, images = time.perf_counter(), 0
                 if bar is not None:
@@ -399,6 +401,7 @@ class Trainer:
         if bar is not None:
             bar.close()
         self._check_finite(pending, epoch)
+        p.loss_sum = float(p.loss_sum)
         totals = torch.tensor([p.loss_sum, p.seen], dtype=torch.float64, device=rt.device)
         loss_sum, seen = all_reduce_sum(totals, rt).tolist()  # the whole global batch's loss
         return {"loss": loss_sum / max(seen, 1.0), "seen": int(seen)}
