@@ -20,20 +20,21 @@ import torch
 
 import effconv  # noqa: F401  (registers the models)
 from benchmarks.harness import Context, Row, compare, train_step
+from effconv.engine import runtime
 from effconv.engine.workarounds import avoid_cpu_channels_last_crash
 
 GROUP = "speed options (train step)"
 MODELS = {"resnet20_cifar": (32, 10, 32), "micronet_m0": (224, 1000, 8)}  # size, classes, CPU batch
 
 
-def native_bf16() -> bool:
-    if not torch.cuda.is_available():
+def native_bf16(device: torch.device) -> bool:
+    if device.type != "cuda":
         try:
             flags = Path("/proc/cpuinfo").read_text()
         except OSError:
             return False
         return "avx512_bf16" in flags or "amx_bf16" in flags
-    return torch.cuda.is_bf16_supported()
+    return runtime.native_bf16(device)
 
 
 def _setup(name: str, ctx: Context, seed: int = 0):
@@ -60,7 +61,7 @@ def _autocast_step(model, x, y, opt, device):
 
 
 def bf16_rows(ctx: Context) -> list[Row]:
-    if not native_bf16():
+    if not native_bf16(ctx.device):
         return [
             Row(GROUP, "bf16 autocast", None, "", note="this device has no native bf16: not measured, amp stays off")
         ]

@@ -1,0 +1,49 @@
+"""The runtime's GPU decisions, checked on the CPU against a mocked ``torch.cuda`` (issue 17, findings 3 and 9).
+
+``fake_gpus`` shows the process two GPUs: cuda:0 with compute capability ``capabilities[0]``, cuda:1 with
+``capabilities[1]``; the current device stays cuda:0, and torch.cuda.is_bf16_supported answers True (as it
+does on a V100 or T4, counting emulation).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from effconv.engine import runtime
+
+
+@pytest.fixture
+def fake_gpus(monkeypatch):
+    calls = {"set_device": []}
+
+    def install(*capabilities: int):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: len(capabilities))
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+        monkeypatch.setattr(torch.version, "hip", None)
+
+        def properties(device):
+            index = torch.device(device).index if not isinstance(device, int) else device
+            return SimpleNamespace(major=capabilities[index or 0], minor=0, name=f"fake {index}")
+
+        monkeypatch.setattr(torch.cuda, "get_device_properties", properties)
+        monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls["set_device"].append(torch.device(d)))
+        return calls
+
+    return install
+
+
+def test_auto_amp_is_bf16_only_where_the_runs_gpu_has_it_natively(fake_gpus):
+    fake_gpus(8, 7)  # an A100 as cuda:0 (the current device), a V100 as cuda:1
+    assert runtime.resolve_amp("auto", torch.device("cuda:0")) == torch.bfloat16
+    assert runtime.resolve_amp("auto", torch.device("cuda:1")) is None  # emulated bf16: fp32 instead
+    assert runtime.resolve_amp("bf16", torch.device("cuda:1")) == torch.bfloat16  # asked for explicitly
+
+
+def test_auto_amp_on_a_t4_only_machine(fake_gpus):
+    fake_gpus(7)
+    assert runtime.resolve_amp("auto", torch.device("cuda:0")) is None
