@@ -73,7 +73,7 @@ def training_rows(ctx: Context) -> list[Row]:
             cause=""
             if ratio >= 1.0
             else "parity within noise: on CPU both run the same split + per-kernel "
-            "depth-wise convs + concat (MEASURED_IMPL cpu=split), so nothing is left to gain",
+            "depth-wise convs + concat (impl=auto: split), so nothing is left to gain",
         )
     )
     size = 224
