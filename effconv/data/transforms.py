@@ -128,11 +128,17 @@ def resized_crops(images: torch.Tensor, top, left, h, w, size: int) -> torch.Ten
     ``resized_crop`` except in the outermost output ring, which blends up to half a pixel from beyond the box
     where crop-then-resize repeats the edge. When the box is larger than the output, roi_align averages
     ceil(box / size)^2 samples per output pixel, a box-filter antialias close to torchvision's.
+
+    The operator is called directly, not through ``torchvision.ops.roi_align``: with ``deterministic=true`` on
+    a GPU that wrapper switches to its pure-Python formulation (lazily compiled, large intermediates) because
+    the kernel's *backward* is not deterministic; augmentation needs only the forward, which is (one thread
+    per output value).
     """
-    from torchvision.ops import roi_align
+    import torchvision  # noqa: F401  (registers torch.ops.torchvision)
 
     boxes = to_device(torch.stack([torch.arange(len(images)), left, top, left + w, top + h], 1).float(), images.device)
-    out = roi_align(images.float(), boxes, (size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    # (input, boxes, spatial_scale, output height, output width, sampling_ratio, aligned)
+    out = torch.ops.torchvision.roi_align(images.float(), boxes, 1.0, size, size, -1, True)
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
