@@ -282,40 +282,64 @@ def _imagenet_eval(data_cfg, train):
 
 
 # ------------------------------------------------------------------------------------ per-image (streaming)
+# Classes, not closures: DataLoader workers started by spawn or forkserver (Linux's default from Python 3.14)
+# receive the transform pickled, and a closure cannot be pickled. Each splits into ``plan`` (the random draws,
+# from the image's size only) and ``apply``: with data.gpu_decode the workers draw the plan from the JPEG
+# header and the main process applies it to the image nvJPEG decoded (effconv/data/streaming.py).
+class SampleRandomResizedCropFlip:
+    """RandomResizedCrop(size, scale, ratio) + horizontal flip with probability ``hflip``, one image."""
+
+    def __init__(self, size: int, scale, ratio, hflip: float):
+        self.size, self.scale, self.ratio, self.hflip = size, list(scale), list(ratio), float(hflip)
+
+    def plan(self, height: int, width: int, generator: torch.Generator) -> tuple[tuple[int, ...], bool]:
+        box = tuple(int(v) for v in random_resized_crop_params(height, width, 1, self.scale, self.ratio, generator))
+        return box, float(torch.rand(1, generator=generator)) < self.hflip
+
+    def apply(self, image: torch.Tensor, box) -> torch.Tensor:
+        """The crop box resized to size x size (the flip is the caller's: it can flip a whole batch at once)."""
+        from torchvision.transforms.v2 import functional as TF
+
+        return TF.resized_crop(image, *box, [self.size, self.size], antialias=True)
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        box, flip = self.plan(*image.shape[-2:], generator)
+        out = self.apply(image, box)
+        return out.flip(-1) if flip else out
+
+
+class SampleCenterCrop:
+    """Resize the shorter side to ``shorter`` (if set), then the central ``size`` x ``size`` crop, one image."""
+
+    def __init__(self, size: int, shorter: int | None):
+        self.size, self.shorter = size, shorter
+
+    def plan(self, height: int, width: int, generator: torch.Generator) -> tuple[None, bool]:
+        return None, False
+
+    def apply(self, image: torch.Tensor, box=None) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as TF
+
+        if self.shorter:
+            image = TF.resize(image, [self.shorter], antialias=True)
+        top, left = center_crop_box(*image.shape[-2:], self.size)
+        return image[:, top : top + self.size, left : left + self.size]
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.apply(image)
+
+
 @register_sample_preset("random_resized_crop_flip")
 @register_sample_preset("imagenet_train")
 def _sample_random_resized_crop_flip(data_cfg, train):
-    from torchvision.transforms.v2 import functional as TF
-
-    size, scale, ratio = data_cfg.img_size, list(data_cfg.crop_scale), list(data_cfg.crop_ratio)
-
-    def fn(image, generator):
-        top, left, h, w = (int(v) for v in random_resized_crop_params(*image.shape[-2:], 1, scale, ratio, generator))
-        out = TF.resized_crop(image, top, left, h, w, [size, size], antialias=True)
-        return TF.horizontal_flip(out) if float(torch.rand(1, generator=generator)) < data_cfg.hflip else out
-
-    return fn
-
-
-def _sample_center_crop(data_cfg, train, imagenet_default: bool = False):
-    from torchvision.transforms.v2 import functional as TF
-
-    size, shorter = output_size(data_cfg, train), _eval_resize(data_cfg, train, imagenet_default)
-
-    def fn(image, generator):
-        if shorter:
-            image = TF.resize(image, [shorter], antialias=True)
-        top, left = center_crop_box(*image.shape[-2:], size)
-        return image[:, top : top + size, left : left + size]
-
-    return fn
+    return SampleRandomResizedCropFlip(data_cfg.img_size, data_cfg.crop_scale, data_cfg.crop_ratio, data_cfg.hflip)
 
 
 @register_sample_preset("center_crop")
 def _sample_center_crop_preset(data_cfg, train):
-    return _sample_center_crop(data_cfg, train)
+    return SampleCenterCrop(output_size(data_cfg, train), _eval_resize(data_cfg, train, imagenet_default=False))
 
 
 @register_sample_preset("imagenet_eval")
 def _sample_imagenet_eval(data_cfg, train):
-    return _sample_center_crop(data_cfg, train, imagenet_default=True)
+    return SampleCenterCrop(output_size(data_cfg, train), _eval_resize(data_cfg, train, imagenet_default=True))
