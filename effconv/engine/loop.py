@@ -210,7 +210,9 @@ class Trainer:
         # what differs between ranks, for an exact resume: RNG (dropout) and the epoch's loss sums so far
         p = self.progress
         p.loss_sum = float(p.loss_sum)  # read from the device once per checkpoint
-        ranks = gather_to_primary({"rng": ckpt.rng_state(), "loss_sum": p.loss_sum, "seen": p.seen}, self.rt)
+        ranks = gather_to_primary(
+            {"rng": ckpt.rng_state(self.rt.device), "loss_sum": p.loss_sum, "seen": p.seen}, self.rt
+        )
         if self.rt.is_primary:
             state = self.state(ranks)
             ckpt.save_atomic(state, self.files.checkpoints / ckpt.LAST, keep_previous=True)
@@ -264,10 +266,10 @@ class Trainer:
         ranks = state.get("ranks")
         if ranks and len(ranks) == self.rt.world_size:
             mine = ranks[self.rt.rank]
-            ckpt.set_rng_state(mine["rng"])
+            ckpt.set_rng_state(mine["rng"], self.rt.device)
             self.progress.loss_sum, self.progress.seen = mine["loss_sum"], mine["seen"]
         elif self.rt.is_primary:
-            ckpt.set_rng_state(state["rng"])
+            ckpt.set_rng_state(state["rng"], self.rt.device)
         else:  # ranks that did not exist when the checkpoint was written: fresh streams
             random_seed(self.cfg.seed + state.get("global_step", 0), self.rt.rank)
 
