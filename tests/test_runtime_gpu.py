@@ -47,3 +47,29 @@ def test_auto_amp_is_bf16_only_where_the_runs_gpu_has_it_natively(fake_gpus):
 def test_auto_amp_on_a_t4_only_machine(fake_gpus):
     fake_gpus(7)
     assert runtime.resolve_amp("auto", torch.device("cuda:0")) is None
+
+
+def test_bn_statistics_are_averaged_with_one_foreach_copy(monkeypatch):
+    """Two ranks' BN statistics averaged: one all-reduce, then one _foreach_copy_, no copy kernel per buffer."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(3), torch.nn.BatchNorm1d(5), torch.nn.BatchNorm2d(4))
+    for bn in model:
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    other_rank = {k: torch.randn_like(v) for k, v in before.items() if "running_" in k}
+    names = [k for k in before if "running_" in k]
+
+    def all_reduce(flat, op=None):  # rank 1 contributes other_rank's values
+        flat += torch.cat([other_rank[k].reshape(-1) for k in names])
+
+    copies, foreach = [], []
+    real_copy, real_foreach = torch.Tensor.copy_, torch._foreach_copy_
+    monkeypatch.setattr(runtime.dist, "all_reduce", all_reduce)
+    monkeypatch.setattr(torch.Tensor, "copy_", lambda t, *a, **k: copies.append(1) or real_copy(t, *a, **k))
+    monkeypatch.setattr(torch, "_foreach_copy_", lambda *a, **k: foreach.append(1) or real_foreach(*a, **k))
+    runtime.average_bn_statistics(model, runtime.Runtime(torch.device("cpu"), world_size=2))
+    monkeypatch.undo()
+    assert copies == [] and foreach == [1]
+    for k in names:
+        torch.testing.assert_close(model.state_dict()[k], (before[k] + other_rank[k]) / 2)

@@ -204,8 +204,8 @@ def average_bn_statistics(model: torch.nn.Module, runtime: Runtime) -> None:
     flat = torch.cat([b.reshape(-1).float() for b in buffers])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat /= runtime.world_size
-    for b, part in zip(buffers, flat.split([b.numel() for b in buffers])):
-        b.copy_(part.view_as(b))
+    parts = [part.view_as(b) for b, part in zip(buffers, flat.split([b.numel() for b in buffers]))]
+    torch._foreach_copy_(buffers, parts)  # one launch for all buffers, not one copy kernel per buffer
 
 
 class Agreement:
