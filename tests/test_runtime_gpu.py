@@ -49,6 +49,16 @@ def test_auto_amp_on_a_t4_only_machine(fake_gpus):
     assert runtime.resolve_amp("auto", torch.device("cuda:0")) is None
 
 
+def test_a_single_process_on_another_gpu_makes_it_current(fake_gpus, monkeypatch):
+    calls = fake_gpus(8, 8)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)  # restored after
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SUBMITIT_EXECUTOR"):
+        monkeypatch.delenv(name, raising=False)
+    rt = runtime.setup(device="cuda:1", amp="auto", threads=None)
+    assert rt.device == torch.device("cuda:1") and rt.world_size == 1
+    assert calls["set_device"] == [torch.device("cuda:1")]
+
+
 def test_bn_statistics_are_averaged_with_one_foreach_copy(monkeypatch):
     """Two ranks' BN statistics averaged: one all-reduce, then one _foreach_copy_, no copy kernel per buffer."""
     torch.manual_seed(0)

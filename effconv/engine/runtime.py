@@ -129,11 +129,11 @@ def setup(
     rank, world_size, local_rank = distributed_env()
     dev = resolve_device(device, local_rank)
     control_group = None
+    if dev.type == "cuda":  # one GPU per process, also alone on cuda:N: the current device for every CUDA call
+        torch.cuda.set_device(dev)
     if world_size > 1:
         if not dist.is_initialized():
             _warn_on_shared_store_restart(rank)
-            if dev.type == "cuda":
-                torch.cuda.set_device(dev)
             dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
         if dist.get_backend() != "gloo":
             control_group = dist.new_group(backend="gloo")
