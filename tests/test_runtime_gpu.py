@@ -59,6 +59,25 @@ def test_a_single_process_on_another_gpu_makes_it_current(fake_gpus, monkeypatch
     assert calls["set_device"] == [torch.device("cuda:1")]
 
 
+def test_the_process_group_is_destroyed_at_exit(monkeypatch):
+    """torchrun's variables, gloo faked: setup creates the group and leaves its destruction to exit time."""
+    state = {"initialized": False, "destroyed": 0}
+    exit_calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(runtime.dist, "is_initialized", lambda: state["initialized"])
+    monkeypatch.setattr(runtime.dist, "init_process_group", lambda backend: state.update(initialized=True))
+    monkeypatch.setattr(runtime.dist, "get_backend", lambda: "gloo")
+    monkeypatch.setattr(runtime.dist, "destroy_process_group", lambda: state.update(destroyed=state["destroyed"] + 1))
+    monkeypatch.setattr(runtime.atexit, "register", exit_calls.append)
+    rt = runtime.setup(device="cpu", amp="none", threads=None)
+    assert rt.world_size == 2 and state["initialized"] and state["destroyed"] == 0
+    for call in exit_calls:
+        call()
+    assert state["destroyed"] == 1
+
+
 def test_bn_statistics_are_averaged_with_one_foreach_copy(monkeypatch):
     """Two ranks' BN statistics averaged: one all-reduce, then one _foreach_copy_, no copy kernel per buffer."""
     torch.manual_seed(0)

@@ -13,6 +13,7 @@ gloo group, so they never synchronise a GPU.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import os
@@ -135,6 +136,7 @@ def setup(
         if not dist.is_initialized():
             _warn_on_shared_store_restart(rank)
             dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+            atexit.register(_destroy_process_group)
         if dist.get_backend() != "gloo":
             control_group = dist.new_group(backend="gloo")
     if deterministic:
@@ -147,6 +149,13 @@ def setup(
     random_seed(seed, rank)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return Runtime(dev, rank, local_rank, world_size, resolve_amp(amp, dev), memory_format, control_group)
+
+
+def _destroy_process_group() -> None:
+    """At exit, not after each run: NCCL asks for it (it warns, and may lose pending work, otherwise), and a
+    group created again in the same process would meet the old group's keys in torchrun's shared store."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _warn_on_shared_store_restart(rank: int) -> None:
