@@ -55,6 +55,7 @@ from effconv.errors import NonFiniteLossError, UserError
 from effconv.profile import count_cost
 
 NAN_CHECK_EVERY = 50  # micro-batches between finiteness checks (each check synchronises a GPU)
+FP16_NONFINITE_LIMIT = 10  # non-finite losses in a row that stop an fp16 run even with finite weights
 
 
 class Interrupted(Exception):
@@ -134,6 +135,7 @@ class Trainer:
         self.files = RunFiles(run_dir_of(cfg), self.rt.is_primary)
         self.progress = Progress()
         self.last_save = time.monotonic()
+        self._nonfinite_run = 0  # non-finite losses in a row, under fp16 loss scaling
 
     def log(self, message: str) -> None:
         if self.rt.is_primary:
@@ -379,7 +381,10 @@ class Trainer:
                 scaled = loss / window
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             loss = loss.detach()
-            loss_sum += loss.double() * len(y)
+            if self.scaler is None:
+                loss_sum += loss.double() * len(y)
+            else:  # a skipped fp16 update's non-finite loss would make the epoch's mean inf: count it as 0
+                loss_sum += torch.nan_to_num(loss.double(), nan=0.0, posinf=0.0, neginf=0.0) * len(y)
             images += len(y)
             pending.append((b, loss))
             if update:
@@ -429,18 +434,19 @@ class Trainer:
             self.scheduler.step_update(self.progress.global_step)
 
     def _check_finite(self, pending: list, epoch: int) -> None:
-        """Stop at the first non-finite loss of ``pending`` (every rank, when any rank saw one)."""
+        """Stop at the first non-finite loss of ``pending`` (every rank, when any rank saw one); under fp16 loss
+        scaling only when it is more than the transient overflow GradScaler handles (``_first_stop``)."""
         if not pending:
             return
         losses = torch.stack([loss for _, loss in pending])
-        batches = torch.tensor([b for b, _ in pending], device=losses.device)
-        first_bad = torch.where(torch.isfinite(losses), self.batches_per_epoch, batches).min()
-        if self.rt.distributed:
-            dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
+        finite = torch.isfinite(losses).tolist()  # the check's one host read
+        first_bad = torch.tensor([self._first_stop([b for b, _ in pending], finite)])
+        if self.rt.distributed:  # on the host-side group: no device tensor, no extra GPU synchronisation
+            dist.all_reduce(first_bad, op=dist.ReduceOp.MIN, group=self.rt.control_group)
         b = int(first_bad)
         if b < self.batches_per_epoch:
-            here = losses[batches == b]
-            value = here[0].item() if len(here) and not torch.isfinite(here[0]) else "non-finite on another rank"
+            mine = [i for i, (batch, _) in enumerate(pending) if batch == b and not finite[i]]
+            value = losses[mine[0]].item() if mine else "non-finite on another rank"
             step = epoch * self.batches_per_epoch + b
             self.files.event("nonfinite_loss", epoch=epoch, batch=b, step=step)
             raise NonFiniteLossError(
@@ -448,6 +454,24 @@ class Trainer:
                 f"the last good checkpoint is kept in {self.files.checkpoints}: lower recipe.lr or check the data"
             )
         pending.clear()
+
+    def _first_stop(self, batches: list[int], finite: list[bool]) -> int:
+        """The batch at which the run stops (``batches_per_epoch``: none). Without loss scaling, the first
+        non-finite loss. With fp16's GradScaler a non-finite loss is routine: the scaler skips that update and
+        lowers its scale, so the run goes on unless the weights or BN statistics took the overflow in (checked
+        only then) or ``FP16_NONFINITE_LIMIT`` losses in a row are non-finite."""
+        bad = [b for b, ok in zip(batches, finite) if not ok]
+        if self.scaler is None:
+            return bad[0] if bad else self.batches_per_epoch
+        for b, ok in zip(batches, finite):
+            self._nonfinite_run = 0 if ok else self._nonfinite_run + 1
+            if self._nonfinite_run >= FP16_NONFINITE_LIMIT:
+                return b
+        if not bad:
+            return self.batches_per_epoch
+        state = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        intact = bool(torch.stack([torch.isfinite(t).all() for t in state]).all())
+        return self.batches_per_epoch if intact else bad[0]
 
     def _maybe_checkpoint(self, pending: list, epoch: int) -> None:
         interval = self.cfg.checkpoint_interval_s
