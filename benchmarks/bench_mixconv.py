@@ -151,7 +151,7 @@ def from_timm(model: nn.Module) -> nn.Module:
 
 def run(ctx: Context) -> list[Row]:
     cuda = ctx.device.type == "cuda"
-    batch = (128 if cuda else 16) if not ctx.quick else 8
+    batch = ctx.batch(16, 128, quick=8)
     rows = _mixconv_rows(ctx, batch) + _pointwise_rows(ctx, batch)
     for row in rows:
         row.note = f"{torch.get_num_threads()} threads" if not cuda else ""

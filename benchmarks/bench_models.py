@@ -51,7 +51,7 @@ def _train_rate(models: dict, size: int, batch: int, ctx: Context) -> dict[str, 
 
 
 def training_rows(ctx: Context) -> list[Row]:
-    batch = 4 if ctx.quick else 8
+    batch = ctx.batch(8, 128, quick=4)
     rows = []
     theirs = timm.create_model("mixnet_s")
     ours = from_timm(copy.deepcopy(theirs))

@@ -24,7 +24,7 @@ from effconv.engine import runtime
 from effconv.engine.workarounds import avoid_cpu_channels_last_crash
 
 GROUP = "speed options (train step)"
-MODELS = {"resnet20_cifar": (32, 10, 32), "micronet_m0": (224, 1000, 8)}  # size, classes, CPU batch
+MODELS = {"resnet20_cifar": (32, 10, 32, 512), "micronet_m0": (224, 1000, 8, 256)}  # size, classes, CPU/GPU batch
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -38,9 +38,8 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def _setup(name: str, ctx: Context, seed: int = 0):
-    size, classes, batch = MODELS[name]
-    if ctx.quick:
-        batch = max(2, batch // 4)
+    size, classes, cpu_batch, gpu_batch = MODELS[name]
+    batch = ctx.batch(cpu_batch, gpu_batch, quick=max(2, cpu_batch // 4))
     torch.manual_seed(seed)
     model = timm.create_model(name, num_classes=classes).to(ctx.device, memory_format=torch.channels_last).train()
     avoid_cpu_channels_last_crash(model, ctx.device, True)
