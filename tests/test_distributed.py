@@ -3,9 +3,9 @@
 One torchrun launch (tests/ddp_worker.py) trains every scenario; the single-process twins run here. Checked:
 parameters after N updates of a BN-free model within 1e-5 (and its EMA, its summary rows), the metrics of a
 BN model with SyncBN, dicenet_010 with SyncBN keeping every rank's DimConv statistics identical (its evaluation
-equal to rank 0's checkpoint evaluated alone), identical model and EMA on every rank, files written by rank 0 only, a signal that
-reaches one rank stopping both at the same update and resuming bit for bit, and resume with another world
-size (refused, then allowed by allow_resume_change=true).
+equal to rank 0's checkpoint evaluated alone), identical model and EMA on every rank, files written by rank 0
+only, a signal that reaches one rank stopping both at the same update and resuming bit for bit, and resume
+with another world size (refused, then allowed by allow_resume_change=true).
 """
 
 from __future__ import annotations
