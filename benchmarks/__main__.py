@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 import benchmarks
-from benchmarks.harness import Context
+from benchmarks.harness import Context, backend_flags
 
 INTRO = (
     "Every ratio is measured in one process: the candidates are timed round-robin (interleaved rounds), each "
@@ -124,7 +124,8 @@ def main(argv=None) -> int:
     for name in sorted(names):
         start = time.perf_counter()
         module = importlib.import_module(f"benchmarks.{name}")
-        produced = module.run(ctx)
+        with backend_flags(ctx.device):  # a module that builds a Trainer must not change the next one's
+            produced = module.run(ctx)
         rows += [r.to_dict() for r in produced]
         print(f"{name}: {len(produced)} rows in {time.perf_counter() - start:.0f} s", flush=True)
     header = {

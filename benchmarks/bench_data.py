@@ -219,29 +219,32 @@ def imagenet_rows(ctx: Context) -> list[Row]:
     ]
 
 
-# the smallest and the largest model of each pipeline's dataset: (name, knobs, size, classes, CPU batch)
+# the smallest and the largest model of each pipeline's dataset: (name, size, classes, CPU batch, GPU batch)
 CONSUMERS = {
-    "cifar": [("resnet20_cifar", 32, 10, 32), ("shakeshake26_2x96d_cifar", 32, 10, 8)],
-    "imagenet": [("micronet_m0", 224, 1000, 8), ("mixnet_l", 224, 1000, 2)],
+    "cifar": [("resnet20_cifar", 32, 10, 32, 512), ("shakeshake26_2x96d_cifar", 32, 10, 8, 256)],
+    "imagenet": [("micronet_m0", 224, 1000, 8, 256), ("mixnet_l", 224, 1000, 2, 128)],
 }
 
 
 def model_rates(names, ctx: Context) -> dict[str, float]:
-    """Training img/s of bare steps (forward, backward, SGD; channels_last) of each model, one compare."""
+    """Training img/s of bare steps (forward, backward, SGD; channels_last; amp=auto's precision) of each
+    model, one compare."""
     import timm
 
     import effconv  # noqa: F401  (registers the models)
     from benchmarks.harness import compare, train_step
+    from effconv.engine.runtime import resolve_amp
     from effconv.engine.workarounds import avoid_cpu_channels_last_crash
 
     steps, batches = {}, {}
-    for name, size, classes, batch in names:
-        batch = max(2, batch // 4) if ctx.quick else batch
+    amp = resolve_amp("auto", ctx.device)
+    for name, size, classes, cpu_batch, gpu_batch in names:
+        batch = ctx.batch(cpu_batch, gpu_batch, quick=max(2, cpu_batch // 4))
         model = timm.create_model(name, num_classes=classes).to(ctx.device, memory_format=torch.channels_last)
         avoid_cpu_channels_last_crash(model, ctx.device, True)
         x = torch.randn(batch, 3, size, size, device=ctx.device).contiguous(memory_format=torch.channels_last)
         y = torch.randint(0, classes, (batch,), device=ctx.device)
-        steps[name] = train_step(model.train(), x, y, torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9))
+        steps[name] = train_step(model.train(), x, y, torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9), amp)
         batches[name] = batch
     return {name: batches[name] / t for name, t in compare(steps, ctx, warmup=1).items()}
 

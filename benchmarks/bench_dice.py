@@ -85,7 +85,7 @@ def _cause(times: dict) -> str:
 
 def run(ctx: Context) -> list[Row]:
     rows = []
-    batch = 8 if ctx.quick else 16
+    batch = ctx.batch(16, 256, quick=8)
     channels, size = 96, 28
     for fmt, layout in ((torch.contiguous_format, "NCHW"), (torch.channels_last, "channels_last")):
         unit = DiceUnit(channels, channels, input_size=(size, size)).to(ctx.device, memory_format=fmt)

@@ -3,14 +3,15 @@
 The full step is ``Trainer.train_epoch`` over a few batches: the in-memory data fast path (index slice of a
 per-epoch permutation, batched augmentation, float conversion and normalisation, channels_last), the loss
 bookkeeping, the non-finite check, the optimizer step, the EMA update (``recipe.ema=true``), the per-update
-schedule step and the progress bar (tqdm, active only on a terminal). AMP follows ``amp=auto``: off on CPU.
-The bare step is the same model and optimizer on one batch already in memory:
-``loss = CE(model(x), y); loss.backward(); opt.step(); opt.zero_grad()``. Target: full / bare <= 1.10.
+schedule step and the progress bar (tqdm, active only on a terminal). AMP follows ``amp=auto``: off on CPU,
+bf16 on a GPU with native bf16. The bare step is the same model and optimizer on one batch already in memory,
+in the loop's precision: ``with autocast: loss = CE(model(x), y); loss.backward(); opt.step();
+opt.zero_grad()``. Target: full / bare <= 1.10.
 
 Models at their datasets' sizes: resnet20_cifar (CIFAR-10, 32 px, pad-crop-flip), micronet_m0 and
 dicenet_100 (ImageNet, 224 px, 1000 classes; flip on in-memory 224 px arrays: the ImageNet decode path is
 measured in bench_data). Images are synthetic uint8 (a dataset reader registered here); batches are small
-so the CPU run stays short.
+on the CPU so its run stays short, GPU-sized on a GPU.
 """
 
 from __future__ import annotations
@@ -24,19 +25,24 @@ from effconv.config import compose
 from effconv.data import ImageArrays, register_dataset
 
 GROUP = "loop overhead"
-MODELS = {  # model -> (data group, image size, classes, train preset, batch on CPU)
-    "resnet20_cifar": ("cifar10", 32, 10, "pad_crop_flip", 32),
-    "micronet_m0": ("imagenet", 224, 1000, "flip", 8),
-    "dicenet_100": ("imagenet", 224, 1000, "flip", 4),
+MODELS = {  # model -> (data group, image size, classes, train preset, batch on CPU, batch on a GPU)
+    "resnet20_cifar": ("cifar10", 32, 10, "pad_crop_flip", 32, 512),
+    "micronet_m0": ("imagenet", 224, 1000, "flip", 8, 256),
+    "dicenet_100": ("imagenet", 224, 1000, "flip", 4, 128),
 }
 STEPS = 3  # train steps per timed call
 
 
+def batch_for(model: str, ctx: Context) -> int:
+    *_, cpu, gpu = MODELS[model]
+    return ctx.batch(cpu, gpu)
+
+
 @register_dataset("bench_synthetic")
 def read_synthetic(data_cfg, split: str) -> ImageArrays:
-    """Random uint8 images of the configured size, 4 batches' worth of the benchmark's batch size."""
-    gen = torch.Generator().manual_seed(0 if split == "train" else 1)
-    n = 64 if data_cfg.img_size > 64 else 256
+    """Random uint8 images of the configured size; the split name ends with how many (``train-256``)."""
+    gen = torch.Generator().manual_seed(0 if split.startswith("train") else 1)
+    n = int(split.rsplit("-", 1)[1])
     images = torch.randint(0, 256, (n, 3, data_cfg.img_size, data_cfg.img_size), dtype=torch.uint8, generator=gen)
     labels = torch.randint(0, data_cfg.num_classes, (n,), generator=gen)
     return ImageArrays(images, labels, [str(i) for i in range(data_cfg.num_classes)])
@@ -46,12 +52,15 @@ def trainer_for(model: str, ctx: Context, out: str, *extra: str):
     """A built Trainer on synthetic in-memory data of ``model``'s dataset size (nothing trained yet)."""
     from effconv.engine.loop import Trainer
 
-    data, size, classes, preset, batch = MODELS[model]
+    data, size, classes, preset, *_ = MODELS[model]
+    batch = batch_for(model, ctx)
     cfg = compose(
         [
             f"model={model}",
             f"data={data}",
             "data.name=bench_synthetic",
+            f"data.train_split=train-{4 * batch}",  # 4 batches' worth
+            f"data.eval_split=eval-{batch}",
             f"data.img_size={size}",
             f"data.num_classes={classes}",
             f"data.train_transform={preset}",
@@ -88,13 +97,15 @@ def loop_steps(trainer, steps: int = STEPS):
 
 
 def bare_steps(trainer, steps: int = STEPS):
-    """The same model and optimizer, one in-memory batch, nothing else."""
+    """The same model and optimizer, one in-memory batch, nothing else; in the loop's precision (its autocast),
+    so that the ratio compares like with like."""
     x, y = next(iter(trainer.loaders.train.batches(0)))
-    model, opt, criterion = trainer.model, trainer.optimizer, trainer.criterion
+    model, opt, criterion, rt = trainer.model, trainer.optimizer, trainer.criterion, trainer.rt
 
     def fn():
         for _ in range(steps):
-            loss = criterion(model(x), y)
+            with rt.autocast():
+                loss = criterion(model(x), y)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -140,7 +151,8 @@ def run(ctx: Context) -> list[Row]:
     ctx.rounds = 3 if ctx.quick else 7  # the ratio is close to 1: more rounds against the machine's noise
     rows = []
     with tempfile.TemporaryDirectory(prefix="effconv-bench-") as out:
-        for model, (data, size, _, preset, batch) in MODELS.items():
+        for model, (data, size, _, preset, *_) in MODELS.items():
+            batch = batch_for(model, ctx)
             trainer = trainer_for(model, ctx, out)
             trainer.model.train()
             times = compare(

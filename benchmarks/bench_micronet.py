@@ -39,7 +39,7 @@ class _Fusion(nn.Module):
 
 
 def run(ctx: Context) -> list[Row]:
-    n, c, h = (8, 96, 28) if ctx.quick else (16, 96, 28)
+    n, c, h = ctx.batch(16, 256, quick=8), 96, 28
     rows = []
     compiled_fn = torch.compile(shift_fusion_max_rolled, dynamic=False)
     for layout in (torch.contiguous_format, torch.channels_last):

@@ -2,10 +2,10 @@
 
 Rows (all channels_last, fp32, weights copied so both compute the same function, checked before timing):
 
-* ``MixConv ...``: ours with ``impl=auto`` against timm's ``MixedConv2d`` (split -> per-kernel conv ->
-  concat); ratio = timm time / ours (> 1: ours faster). Target >= 1.0x.
-* ``padded / split ...``: the two formulations of ours against each other; the evidence behind
-  ``effconv.ops.mixconv.MEASURED_IMPL`` (ratio < 1: the single zero-padded conv is faster on this device).
+* ``MixConv ...``: ours with ``impl=auto`` (the split form on every device) against timm's ``MixedConv2d``
+  (split -> per-kernel conv -> concat); ratio = timm time / ours (> 1: ours faster). Target >= 1.0x.
+* ``padded / split ...``: the two formulations of ours against each other; the evidence behind the fixed
+  choice of ``MixConv.forward`` (ratio < 1: the single zero-padded conv is faster on this device).
 * ``grouped 1x1 ...``: ``GroupedPointwise`` (one grouped conv when the split is even) vs ``MixedConv2d`` with
   1x1 kernels, MixNet's expand/project groups.
 * ``from_timm`` converts timm's MixNet to our two operators; bench_models times the whole network with it.
@@ -23,7 +23,7 @@ from timm.layers import MixedConv2d
 from torch import nn
 
 from benchmarks.harness import Context, Row, compare, forward_backward
-from effconv.ops.mixconv import GroupedPointwise, MixConv, choose_impl
+from effconv.ops.mixconv import GroupedPointwise, MixConv
 
 # (channels, height = width, kernels, stride) of MixNet-S's largest mixed depth-wise layers (blocks 2.1, 2.0,
 # 4.1, 4.0, 5.1, 5.0 of timm's mixnet_s)
@@ -66,14 +66,12 @@ def _mixconv_rows(ctx: Context, batch: int) -> list[Row]:
         times = compare(
             {"timm": forward_backward(theirs, x), **{k: forward_backward(m, x) for k, m in ours.items()}}, ctx
         )
-        with torch.enable_grad():
-            chosen = choose_impl(ours["auto"], x.requires_grad_())
         shape = f"{channels}x{size}x{size} k{{{','.join(map(str, kernels))}}} s{stride}, batch {batch}"
         ratio = times["timm"] / times["auto"]
         rows.append(
             Row(
                 "operators / MixConv vs timm MixedConv2d",
-                f"MixConv {shape} (auto -> {chosen})",
+                f"MixConv {shape} (auto = split)",
                 times["auto"] * 1e3,
                 "ms",
                 reference="timm MixedConv2d",
@@ -84,10 +82,10 @@ def _mixconv_rows(ctx: Context, batch: int) -> list[Row]:
                 extra={k: v * 1e3 for k, v in times.items()},
                 cause=""
                 if ratio >= 1.0
-                else f"{chosen} is timm's own computation (split, one depth-wise conv per kernel, concat), so the "
+                else "split is timm's own computation (split, one depth-wise conv per kernel, concat), so the "
                 f"two differ by noise only; our single zero-padded conv takes {times['padded'] / times['timm']:.2f}x "
                 "timm's time on this layer, but MixNet-S as a whole trains faster with split (bench_models), so "
-                "MEASURED_IMPL keeps split on CPU",
+                "'auto' stays split",
             )
         )
         rows.append(
@@ -153,7 +151,7 @@ def from_timm(model: nn.Module) -> nn.Module:
 
 def run(ctx: Context) -> list[Row]:
     cuda = ctx.device.type == "cuda"
-    batch = (128 if cuda else 16) if not ctx.quick else 8
+    batch = ctx.batch(16, 128, quick=8)
     rows = _mixconv_rows(ctx, batch) + _pointwise_rows(ctx, batch)
     for row in rows:
         row.note = f"{torch.get_num_threads()} threads" if not cuda else ""

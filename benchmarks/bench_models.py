@@ -51,7 +51,7 @@ def _train_rate(models: dict, size: int, batch: int, ctx: Context) -> dict[str, 
 
 
 def training_rows(ctx: Context) -> list[Row]:
-    batch = 4 if ctx.quick else 8
+    batch = ctx.batch(8, 128, quick=4)
     rows = []
     theirs = timm.create_model("mixnet_s")
     ours = from_timm(copy.deepcopy(theirs))
@@ -73,7 +73,7 @@ def training_rows(ctx: Context) -> list[Row]:
             cause=""
             if ratio >= 1.0
             else "parity within noise: on CPU both run the same split + per-kernel "
-            "depth-wise convs + concat (MEASURED_IMPL cpu=split), so nothing is left to gain",
+            "depth-wise convs + concat (impl=auto: split), so nothing is left to gain",
         )
     )
     size = 224

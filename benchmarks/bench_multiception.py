@@ -80,7 +80,7 @@ def _ratio_rows(what: str, times: dict[str, float], madds: dict[str, int], refer
 
 def units(ctx: Context) -> list[Row]:
     rows = []
-    batch = 16 if ctx.quick else 64
+    batch = ctx.batch(64, 512, quick=16)
     for label, (c_in, c_out, stride, kernels) in {
         "stage 1, 16->16, {3,5,7}": (16, 16, 1, [3, 5, 7]),
         "stage 2 entry, 16->32 stride 2, {3,5}": (16, 32, 2, [3, 5]),
@@ -99,7 +99,7 @@ def units(ctx: Context) -> list[Row]:
 
 def formulation(ctx: Context) -> list[Row]:
     rows = []
-    batch = 16 if ctx.quick else 64
+    batch = ctx.batch(64, 512, quick=16)
     for kernels, channels, size in (([3, 5, 7], 16, 32), ([3, 5], 32, 32), ([3, 3], 64, 8)):
         x = torch.randn(batch, channels, size, size)
         built = {
@@ -121,7 +121,7 @@ def formulation(ctx: Context) -> list[Row]:
 
 
 def networks(ctx: Context) -> list[Row]:
-    batch = 8 if ctx.quick else 32
+    batch = ctx.batch(32, 512, quick=8)
     x = torch.randn(batch, 3, 32, 32)
     built = {conv: CifarResNet(3, conv=conv) for conv in ("standard", "dsconv", "multiception")}
     madds = {conv: count_cost(m, (3, 32, 32)).madds for conv, m in built.items()}

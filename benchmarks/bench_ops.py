@@ -20,18 +20,18 @@ from benchmarks.harness import Context, FunctionModule, Row, compare, forward_ba
 from effconv.engine.workarounds import avoid_cpu_channels_last_crash
 from effconv.ops.common import channel_shuffle, channel_shuffles
 
-SHUFFLES = [  # (label, batch, channels, size, groups in turn)
-    ("ShuffleNetV2 / DiCENet-style, g=2", 16, 116, 28, (2,)),
-    ("MicroNet Lite block, g=24 then 48 (composed)", 16, 96, 28, (24, 48)),
+SHUFFLES = [  # (label, batch on CPU, batch on a GPU, channels, size, groups in turn)
+    ("ShuffleNetV2 / DiCENet-style, g=2", 16, 256, 116, 28, (2,)),
+    ("MicroNet Lite block, g=24 then 48 (composed)", 16, 256, 96, 28, (24, 48)),
 ]
-# one model per family: registry name, knobs, input size, classes, batch on CPU
+# one model per family: registry name, knobs, input size, classes, batch on CPU, batch on a GPU
 FAMILIES = [
-    ("resnet20_cifar", {}, 32, 10, 32),
-    ("resnet20_cifar", {"conv": "multiception"}, 32, 10, 32),
-    ("mobilenetv3_small_xsep", {}, 32, 10, 32),
-    ("micronet_m0", {}, 224, 1000, 8),
-    ("dicenet_100", {}, 224, 1000, 4),
-    ("mobilenetv2_mix", {}, 224, 1000, 4),
+    ("resnet20_cifar", {}, 32, 10, 32, 512),
+    ("resnet20_cifar", {"conv": "multiception"}, 32, 10, 32, 512),
+    ("mobilenetv3_small_xsep", {}, 32, 10, 32, 512),
+    ("micronet_m0", {}, 224, 1000, 8, 256),
+    ("dicenet_100", {}, 224, 1000, 4, 128),
+    ("mobilenetv2_mix", {}, 224, 1000, 4, 128),
 ]
 
 
@@ -42,7 +42,8 @@ def _view_idiom(x: torch.Tensor, g: int) -> torch.Tensor:
 
 def shuffle_rows(ctx: Context) -> list[Row]:
     rows = []
-    for label, batch, c, size, groups in SHUFFLES:
+    for label, cpu_batch, gpu_batch, c, size, groups in SHUFFLES:
+        batch = ctx.batch(cpu_batch, gpu_batch)
         for fmt, layout in ((torch.contiguous_format, "NCHW"), (torch.channels_last, "channels_last")):
             x = torch.randn(batch, c, size, size, device=ctx.device).contiguous(memory_format=fmt)
 
@@ -89,9 +90,8 @@ def shuffle_rows(ctx: Context) -> list[Row]:
 
 def channels_last_rows(ctx: Context) -> list[Row]:
     rows = []
-    for name, knobs, size, classes, batch in FAMILIES:
-        if ctx.quick:
-            batch = max(2, batch // 4)
+    for name, knobs, size, classes, cpu_batch, gpu_batch in FAMILIES:
+        batch = ctx.batch(cpu_batch, gpu_batch, quick=max(2, cpu_batch // 4))
         steps = {}
         for fmt, key in ((torch.contiguous_format, "nchw"), (torch.channels_last, "cl")):
             torch.manual_seed(0)

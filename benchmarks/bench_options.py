@@ -20,26 +20,26 @@ import torch
 
 import effconv  # noqa: F401  (registers the models)
 from benchmarks.harness import Context, Row, compare, train_step
+from effconv.engine import runtime
 from effconv.engine.workarounds import avoid_cpu_channels_last_crash
 
 GROUP = "speed options (train step)"
-MODELS = {"resnet20_cifar": (32, 10, 32), "micronet_m0": (224, 1000, 8)}  # size, classes, CPU batch
+MODELS = {"resnet20_cifar": (32, 10, 32, 512), "micronet_m0": (224, 1000, 8, 256)}  # size, classes, CPU/GPU batch
 
 
-def native_bf16() -> bool:
-    if not torch.cuda.is_available():
+def native_bf16(device: torch.device) -> bool:
+    if device.type != "cuda":
         try:
             flags = Path("/proc/cpuinfo").read_text()
         except OSError:
             return False
         return "avx512_bf16" in flags or "amx_bf16" in flags
-    return torch.cuda.is_bf16_supported()
+    return runtime.native_bf16(device)
 
 
 def _setup(name: str, ctx: Context, seed: int = 0):
-    size, classes, batch = MODELS[name]
-    if ctx.quick:
-        batch = max(2, batch // 4)
+    size, classes, cpu_batch, gpu_batch = MODELS[name]
+    batch = ctx.batch(cpu_batch, gpu_batch, quick=max(2, cpu_batch // 4))
     torch.manual_seed(seed)
     model = timm.create_model(name, num_classes=classes).to(ctx.device, memory_format=torch.channels_last).train()
     avoid_cpu_channels_last_crash(model, ctx.device, True)
@@ -60,7 +60,7 @@ def _autocast_step(model, x, y, opt, device):
 
 
 def bf16_rows(ctx: Context) -> list[Row]:
-    if not native_bf16():
+    if not native_bf16(ctx.device):
         return [
             Row(GROUP, "bf16 autocast", None, "", note="this device has no native bf16: not measured, amp stays off")
         ]

@@ -65,7 +65,7 @@ def _pair(
 
 def run(ctx: Context) -> list[Row]:
     device, fmt = ctx.device, torch.channels_last
-    batch = 8 if ctx.quick else 32
+    batch = ctx.batch(32, 256, quick=8)
     x = torch.randn(batch, 240, 14, 14, device=device).contiguous(memory_format=fmt)
     rows = []
     for padding, label in (("right_bottom", "one-sided"), (FOUR_GROUPS, "four groups (Wu et al.)")):

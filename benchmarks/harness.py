@@ -3,10 +3,17 @@
 ``compare`` times every candidate round-robin (so drift and neighbours hit all alike); each sample repeats
 the call until it lasts at least ``min_time_s``; the figure is the median over ``rounds`` samples. A ratio is
 always ours / reference from the same ``compare`` call (performance-notes §6.0).
+
+On a GPU a sample synchronises before and after its calls only, not after each call: calls queue as they do
+in training, and a sub-millisecond call is not charged a synchronisation each. Rows take GPU-sized batches
+there (``Context.batch``), and every benchmark module starts from a training run's backend flags
+(``backend_flags``), whatever the module before it changed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -52,21 +59,53 @@ class Context:
         if self.quick:
             self.rounds, self.min_time_s = 2, 0.02
 
+    def batch(self, cpu: int, gpu: int, quick: int | None = None) -> int:
+        """A row's batch: ``gpu`` on a GPU (CPU-sized batches leave it timing launch overhead), else ``cpu``
+        (``quick`` in a smoke run, when given)."""
+        if self.device.type == "cuda":
+            return gpu
+        return quick if self.quick and quick is not None else cpu
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
+@contextlib.contextmanager
+def backend_flags(device: torch.device):
+    """The flags a training run sets on ``device`` (engine/runtime.py: cudnn.benchmark on a GPU, no
+    deterministic algorithms) for the block, and the previous ones back afterwards: building a Trainer sets
+    them process-wide, which would otherwise carry over to every later row."""
+    saved = (
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = device.type == "cuda", False
+    torch.use_deterministic_algorithms(False)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[:2]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+
+
 def _sample(fn: Callable[[], object], device, min_time_s: float) -> float:
-    n, start = 0, time.perf_counter()
+    """Seconds per call of ``fn`` run n times between two synchronisations, n grown until that lasts
+    ``min_time_s``."""
+    n = 1
     while True:
-        fn()
-        n += 1
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
         sync(device)
         elapsed = time.perf_counter() - start
         if elapsed >= min_time_s:
             return elapsed / n
+        n = max(2 * n, math.ceil(1.2 * n * min_time_s / max(elapsed, 1e-9)))
 
 
 def compare(candidates: dict[str, Callable[[], object]], ctx: Context, warmup: int = 2) -> dict[str, float]:
@@ -102,12 +141,20 @@ def forward_backward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], N
     return fn
 
 
-def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer) -> Callable[[], None]:
-    """One bare training step: cross-entropy forward, backward, optimizer step, zero_grad."""
+def train_step(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer, amp_dtype: torch.dtype | None = None
+) -> Callable[[], None]:
+    """One bare training step: cross-entropy forward (under autocast to ``amp_dtype`` if given), backward,
+    optimizer step, zero_grad."""
     criterion = torch.nn.CrossEntropyLoss()
+    autocast = (
+        (lambda: torch.autocast(x.device.type, dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
+    )
 
     def fn():
-        criterion(model(x), y).backward()
+        with autocast():
+            loss = criterion(model(x), y)
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

@@ -103,7 +103,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False  # also forbid non-deterministic GPU kernels (CPU runs are reproducible anyway)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (bf16 on a GPU that has it, else off) | none | bf16 | fp16
+    amp: str = "auto"  # auto (bf16 on a GPU with native bf16, else off) | none | bf16 | fp16
     channels_last: bool = True
     threads: Optional[int] = None  # CPU threads per process; null: OMP_NUM_THREADS, SLURM's cpus, 1 per local job
     compile: bool = False  # torch.compile the bare model

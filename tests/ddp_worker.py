@@ -49,6 +49,8 @@ DDP_ONLY = {
         "recipe.ema=true",
     ],
     "straight": [*MLP, "recipe.epochs=2", "limit_train_batches=5", "model.drop_rate=0.2", "recipe.ema=true"],
+    # SyncBN in DiCE units (issue 17): train.py model=dicenet_010 data=digits recipe=quick sync_bn=true, shortened
+    "dice_sync": ["model=dicenet_010", "sync_bn=true", "recipe.epochs=1", "limit_train_batches=3"],
 }
 SIGNAL_AT_UPDATE = 3  # rank 1 alone receives SIGUSR1 after this update of the "resumed" run
 WORLD_CHANGE = [*MLP, "recipe.epochs=2", "limit_train_batches=4", "limit_eval_batches=1", "run_name=world_change"]

@@ -2,9 +2,10 @@
 
 One torchrun launch (tests/ddp_worker.py) trains every scenario; the single-process twins run here. Checked:
 parameters after N updates of a BN-free model within 1e-5 (and its EMA, its summary rows), the metrics of a
-BN model with SyncBN, identical model and EMA on every rank, files written by rank 0 only, a signal that
-reaches one rank stopping both at the same update and resuming bit for bit, and resume with another world
-size (refused, then allowed by allow_resume_change=true).
+BN model with SyncBN, dicenet_010 with SyncBN keeping every rank's DimConv statistics identical (its evaluation
+equal to rank 0's checkpoint evaluated alone), identical model and EMA on every rank, files written by rank 0
+only, a signal that reaches one rank stopping both at the same update and resuming bit for bit, and resume
+with another world size (refused, then allowed by allow_resume_change=true).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import tests.helper_models  # noqa: F401
 from effconv.engine import checkpoint as ckpt
 from effconv.engine.loop import train
 from tests import ddp_worker as worker
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli
 
 pytestmark = pytest.mark.slow
 TORCHRUN_TIMEOUT_S = 900
@@ -132,8 +133,36 @@ def test_syncbn_matches_one_process(ddp, tmp_path):
     assert abs(ddp_results["last_loss"] - single["last_loss"]) < 1e-5
 
 
+def test_syncbn_in_dice_units_keeps_ranks_equal(ddp, tmp_path):
+    """dicenet_010 with sync_bn=true: every DimConv's BN statistics identical on both ranks (the plane path no
+    longer bypasses the converted norms), and the run's evaluation equals rank 0's checkpoint evaluated alone."""
+    run_dir = ddp_run_dir(ddp, "dice_sync")
+    rank0, rank1 = rank_states(run_dir)
+    dimconv_stats = [k for k in rank0["model"] if ".spatial.norm.running_" in k]
+    assert len(dimconv_stats) == 2 * 16  # mean and variance of dicenet_010's 16 DimConvs
+    for k in dimconv_stats:  # they were updated (from mean 0, variance 1)
+        v = rank0["model"][k]
+        assert not torch.equal(v, torch.ones_like(v) if k.endswith("var") else torch.zeros_like(v)), k
+    for k, v in rank0["model"].items():
+        assert torch.equal(v, rank1["model"][k]), k
+    results = json.loads((run_dir / "results.json").read_text())
+    out = tmp_path / "eval.json"
+    done = run_cli(
+        "evaluate.py",
+        f"checkpoint={run_dir / 'checkpoints' / 'last.pt'}",
+        "device=cpu",
+        "throughput_batches=[]",
+        f"output={out}",
+        env={"CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    alone = json.loads(out.read_text())
+    assert (alone["top1"], alone["top5"]) == (results["last_top1"], results["last_top5"])
+    assert abs(alone["loss"] - results["last_loss"]) < 1e-4
+
+
 def test_only_rank_zero_writes(ddp):
-    for scenario in ("mlp", "mlp_accum", "bn_sync", "bn_ema", "straight"):
+    for scenario in ("mlp", "mlp_accum", "bn_sync", "bn_ema", "straight", "dice_sync"):
         run_dir = ddp_run_dir(ddp, scenario)
         events = [json.loads(line)["type"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         epochs = json.loads((run_dir / "results.json").read_text())["epochs"]

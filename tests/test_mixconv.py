@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +12,7 @@ from timm.layers import MixedConv2d
 
 from effconv.ops import UNITS, create_unit
 from effconv.ops import mixconv as mc
-from effconv.ops.mixconv import GroupedPointwise, MixConv, mixconv_kernels, split_channels
+from effconv.ops.mixconv import GroupedPointwise, MixConv, MixConvUnit, mixconv_kernels, split_channels
 from effconv.profile import count_cost
 
 
@@ -124,23 +127,72 @@ def test_madds_is_sum_of_group_costs(impl):
     assert dilated.madds == 16 * 16 * 40 * 9  # every group has 3x3 taps
 
 
-def test_auto_uses_the_measured_choice_on_cpu():
-    op = MixConv(16, [3, 5])
-    assert mc.choose_impl(op, torch.randn(1, 16, 8, 8)) == mc.MEASURED_IMPL["cpu"]
+class FakeClock:
+    """time.perf_counter for one simulated process: calls of the formulation named ``slow`` take a second."""
+
+    def __init__(self, op: MixConv, slow: str):
+        self.now, self.ran = 0.0, []
+        for name in ("split", "padded"):
+            real = getattr(op, f"forward_{name}")
+
+            def timed(x, name=name, real=real):
+                self.now += 1.0 if name == slow else 1e-3
+                self.ran.append(name)
+                return real(x)
+
+            setattr(op, f"forward_{name}", timed)
+
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_probe_picks_a_formulation_once_and_leaves_gradients_alone(monkeypatch):
-    monkeypatch.setattr(mc, "MEASURED_IMPL", {})
-    monkeypatch.setattr(mc, "_PROBED", {})
-    monkeypatch.setattr(mc, "PROBE_REPEATS", 1)
-    op = MixConv(16, [3, 5, 7])
-    x = torch.randn(2, 16, 10, 10)
-    out = op(x)
-    assert len(mc._PROBED) == 1 and next(iter(mc._PROBED.values())) in mc.IMPLS
-    assert all(w.grad is None for w in op.weights)
-    torch.testing.assert_close(out, op.forward_split(x), rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_auto_is_the_same_form_on_every_rank_whatever_the_clock(monkeypatch, deterministic):
+    """Two ranks (or runs, or a run and its resume) whose clocks favour different forms, with no measured
+    entry for the device: 'auto' must compute the same function on both, the split form (issue 17, finding 4)."""
+    monkeypatch.setattr(mc, "MEASURED_IMPL", {}, raising=False)  # the table the old per-process probe used
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        ran = []
+        for slow in ("split", "padded"):  # rank 0's clock, then rank 1's
+            monkeypatch.setattr(mc, "_PROBED", {}, raising=False)
+            op = MixConv(16, [3, 5, 7])
+            clock = FakeClock(op, slow)
+            monkeypatch.setattr(time, "perf_counter", clock)
+            op(torch.randn(2, 16, 10, 10, requires_grad=True))
+            ran.append(clock.ran[-1])  # the form the forward computed
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert ran == ["split", "split"]
+
+
+@pytest.mark.parametrize("impl", ["auto", "split", "padded"])
+@pytest.mark.parametrize("kernels, dilated", [([3, 5, 7], False), ([3, 5, 7, 9], True), ([5], False)])
+def test_scripts_and_fx_traces(impl, kernels, dilated):
+    """torch.jit.script and torch.fx.symbolic_trace of every form compute what eager does (export, issue 14)."""
+    torch.manual_seed(0)
+    op = MixConv(22, kernels, 1, "exp", dilated, impl)
+    x = torch.randn(2, 22, 9, 9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
+        scripted = torch.jit.script(op)
+    traced = torch.fx.symbolic_trace(op)
+    expected = op(x)
+    torch.testing.assert_close(scripted(x), expected, rtol=0, atol=0)
+    torch.testing.assert_close(traced(x), expected, rtol=0, atol=0)
+    unit = torch.fx.symbolic_trace(MixConvUnit(22, 22, 2, kernels)).eval()
+    assert unit(x).shape == (2, 22, 5, 5)
+
+
+def test_impl_is_a_plain_attribute_read_at_call_time():
+    op = MixConv(6, [3, 5])
+    x = torch.randn(1, 6, 7, 7)
+    op.impl = "padded"  # what deployment does per module
+    spy = []
+    op.forward_padded = lambda t: spy.append("padded") or MixConv.forward_padded(op, t)
     op(x)
-    assert len(mc._PROBED) == 1  # cached per shape
+    assert spy == ["padded"]
 
 
 @pytest.mark.parametrize("in_ch, out_ch", [(16, 96), (15, 9)])

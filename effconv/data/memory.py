@@ -15,6 +15,7 @@ import math
 import numpy as np
 import torch
 
+from effconv.data.transforms import to_device
 from effconv.errors import UserError
 from effconv.threads import torch_threads
 
@@ -126,7 +127,7 @@ class InMemoryLoader:
         return self.order.num_samples
 
     def batches(self, epoch: int, start: int = 0):
-        order = self.order.indices(epoch).to(self.device)
+        order = to_device(self.order.indices(epoch), self.device)
         for b in range(start, len(self.order)):
             with one_cpu_thread(self.device):
                 batch = self._batch(order[b * self.batch_size : (b + 1) * self.batch_size], epoch, b)

@@ -11,9 +11,13 @@ Workers read and decode each file to uint8 (``torchvision.io``), apply the per-i
 the device is asynchronous and the float conversion and normalisation happen there (performance-notes §5,
 §6.4: uint8 tensors end to end, no PIL and no float work on the CPU).
 
-``data.gpu_decode=true`` on a CUDA device moves JPEG decoding to the GPU: workers only read the bytes and the
-main process decodes the batch with ``torchvision.io.decode_jpeg(device='cuda')`` (nvJPEG), then crops and
-resizes each image there. Images nvJPEG refuses (CMYK, PNG inside .JPEG) fall back to the CPU decoder.
+``data.gpu_decode=true`` on a CUDA device moves JPEG decoding to the GPU. Workers read the bytes and the JPEG
+header (size, colour model), draw the image's augmentation from its own stream there (the same draws as the
+CPU path), and hand over bytes + plan; the main process decodes the batch's JPEGs in one
+``torchvision.io.decode_jpeg(device='cuda')`` call (nvJPEG) and applies each plan on the GPU. Files nvJPEG
+cannot take (CMYK JPEGs, PNGs named .JPEG: 23 in ImageNet's train set) are recognised by their header and
+finished on the CPU by the worker; should nvJPEG still refuse one image, only that image goes to the CPU
+decoder, not its batch.
 
 Unreadable images: with ``data.skip_corrupt=false`` the first one stops the run with a line naming the file;
 with ``true`` it is dropped from its batch (the batch is one image shorter), warned about once per file and
@@ -27,8 +31,25 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from effconv.data.files import CorruptImage, decode_rgb, warn
 from effconv.data.memory import EpochOrder, derive_seed
-from effconv.data.transforms import sample_transform
+from effconv.data.transforms import flip_where, sample_transform, to_device
 from effconv.errors import UserError
+
+NVJPEG_MODES = ("RGB", "L")  # colour models of baseline/progressive JPEGs that nvJPEG decodes to RGB
+
+
+def nvjpeg_size(data: torch.Tensor) -> tuple[int, int] | None:
+    """(height, width) of a JPEG that nvJPEG can decode, from its header only; None for anything else."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data.numpy().tobytes())) as image:
+            if image.format == "JPEG" and image.mode in NVJPEG_MODES:
+                return image.height, image.width
+    except (UnidentifiedImageError, OSError, ValueError):
+        pass
+    return None
 
 
 class _EpochBatches(Sampler):
@@ -54,8 +75,9 @@ class _EpochBatches(Sampler):
 class _Samples(Dataset):
     """What a worker does with one key: read (and decode and transform) the image, never raise for bad files.
 
-    Returns (payload, label, stream, problem): payload is the transformed uint8 image, or the encoded bytes
-    when decoding happens on the GPU; problem is None or (path, message) of an unreadable image.
+    Returns (payload, label, plan, problem): payload is the transformed uint8 image, or with GPU decoding the
+    encoded bytes of a JPEG nvJPEG takes, whose augmentation ``plan`` ((crop box, flip), path) the main process
+    applies after decoding; problem is None or (path, message) of an unreadable image.
     """
 
     def __init__(self, dataset, transform, encoded: bool):
@@ -66,21 +88,25 @@ class _Samples(Dataset):
 
     def __getitem__(self, key):
         index, stream = key
+        generator = torch.Generator().manual_seed(derive_seed(*stream))
         try:
             if self.encoded:
                 data, label = self.dataset.encoded(index)
-                return data, label, (stream, self.dataset.path(index)), None
-            image, label = self.dataset[index]
+                size = nvjpeg_size(data)
+                if size is not None:
+                    return data, label, (self.transform.plan(*size, generator), self.dataset.path(index)), None
+                image = decode_rgb(data, self.dataset.path(index))  # CMYK, PNG: finished here, on the CPU
+            else:
+                image, label = self.dataset[index]
         except CorruptImage as e:
-            return torch.empty(0, dtype=torch.uint8), -1, stream, (e.path, str(e))
-        generator = torch.Generator().manual_seed(derive_seed(*stream))
-        return self.transform(image, generator).contiguous(), label, stream, None
+            return torch.empty(0, dtype=torch.uint8), -1, None, (e.path, str(e))
+        return self.transform(image, generator).contiguous(), label, None, None
 
 
 def _collate(samples):
     good = [s for s in samples if s[3] is None]
     payload = [s[0] for s in good]
-    if good and payload[0].ndim == 3:  # decoded images of one size; encoded bytes stay a list
+    if good and all(p.ndim == 3 for p in payload):  # transformed images of one size; encoded bytes stay a list
         payload = torch.stack(payload)
     labels = torch.tensor([s[1] for s in good], dtype=torch.int64)
     return payload, labels, [s[2] for s in good], [s[3] for s in samples if s[3] is not None]
@@ -154,9 +180,9 @@ class StreamingLoader:
 
     def batches(self, epoch: int, start: int = 0):
         self.sampler.epoch, self.sampler.start = epoch, start
-        for b, (payload, labels, streams, problems) in enumerate(self._data_loader(), start=start):
+        for b, (payload, labels, plans, problems) in enumerate(self._data_loader(), start=start):
             if self.gpu_decode:
-                payload, labels, more = self._decode_on_device(payload, labels, streams)
+                payload, labels, more = self._decode_on_device(payload, labels, plans)
                 problems = problems + more
             self._report(problems, b, len(labels))
             x = payload.to(self.device, non_blocking=True).to(torch.float32, memory_format=self.memory_format)
@@ -177,24 +203,50 @@ class StreamingLoader:
                 f"{self.name}: every image of batch {batch} is unreadable; check the files (first: {problems[0][0]})"
             )
 
-    def _decode_on_device(self, encoded: list, labels: torch.Tensor, streams: list):
-        """nvJPEG decode of the whole batch on the GPU, the per-image preset there; CPU fallback per image."""
+    def _decode_on_device(self, payload, labels: torch.Tensor, plans: list):
+        """The batch's JPEGs decoded by nvJPEG in one call, each plan applied on the GPU, the batch flipped at
+        once; images the workers finished (CMYK, PNG) join it. The resize stays one call per image: the crops
+        differ in size, and a padded canvas for one batched call would cost a copy per image as well."""
+        if isinstance(payload, torch.Tensor):  # every image was finished by a worker
+            return to_device(payload, self.device), labels, []
+        jpegs = [i for i, p in enumerate(payload) if p.ndim == 1]
+        decoded = dict(zip(jpegs, self._nvjpeg([payload[i] for i in jpegs], [plans[i][1] for i in jpegs])))
+        out, flips, kept, problems = [], [], [], []
+        for i, item in enumerate(payload):
+            image = decoded.get(i)
+            if isinstance(image, CorruptImage):
+                problems.append((image.path, str(image)))
+                continue
+            if image is None:  # finished on the CPU by its worker, flip included
+                out.append(to_device(item, self.device))
+                flips.append(False)
+            else:
+                (box, flip), _ = plans[i]
+                out.append(self.transform.apply(image, box))
+                flips.append(flip)
+            kept.append(i)
+        if not out:
+            return torch.empty(0, dtype=torch.uint8, device=self.device), labels[kept], problems
+        return flip_where(torch.stack(out), torch.tensor(flips)), labels[kept], problems
+
+    def _nvjpeg(self, encoded: list, paths: list) -> list:
+        """nvJPEG decodes of ``encoded`` (RGB uint8 on the device); should the batched call fail, image by image,
+        with the CPU decoder for the images nvJPEG refuses (a CorruptImage in place of one no decoder reads)."""
         from torchvision.io import ImageReadMode, decode_jpeg
 
+        if not encoded:
+            return []
         try:
-            images = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self.device)
-        except RuntimeError:  # one image nvJPEG cannot take spoils the batch call: go image by image
-            images = [None] * len(encoded)
-        out, kept, problems = [], [], []
-        for i, (image, (stream, path)) in enumerate(zip(images, streams)):
-            if image is None:
+            return decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self.device)
+        except RuntimeError:
+            pass
+        images = []
+        for data, path in zip(encoded, paths):
+            try:
+                images.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device))
+            except RuntimeError:
                 try:
-                    image = decode_rgb(encoded[i], path).to(self.device)
+                    images.append(to_device(decode_rgb(data, path), self.device))
                 except CorruptImage as e:
-                    problems.append((e.path, str(e)))
-                    continue
-            generator = torch.Generator().manual_seed(derive_seed(*stream))
-            out.append(self.transform(image, generator))
-            kept.append(i)
-        images = torch.stack(out) if out else torch.empty(0, dtype=torch.uint8, device=self.device)
-        return images, labels[kept], problems
+                    images.append(e)
+        return images

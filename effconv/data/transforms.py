@@ -4,7 +4,8 @@ A batch transform is ``fn(images_uint8 (N, C, H, W), generator) -> images_uint8`
 ``torch.Generator`` seeded per batch by the loader, so the augmentation of a batch depends only on
 (seed, epoch, batch index, rank). Random draws are made on the CPU (a few numbers per image) and applied on
 the images' device in one batched operation (a gather, ``roi_align`` or ``interpolate``), so no per-sample
-Python or PIL is involved.
+Python or PIL is involved. The draws reach a GPU through pinned memory without blocking (``to_device``): a
+plain ``.to(device)`` from pageable memory makes the host wait for the GPU's queue, every batch.
 
 Streaming datasets (ImageNet) hold images of different sizes, so their presets work per image:
 ``fn(image_uint8 (C, H, W), generator) -> image_uint8 (C, S, S)`` with torchvision's ``transforms.v2``
@@ -109,6 +110,16 @@ def random_resized_crop_params(height: int, width: int, n: int, scale, ratio, ge
     return top, left, h, w
 
 
+def to_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU tensor (random draws) on ``device``, copied without making the host wait: pinned and
+    non-blocking on CUDA (the caching host allocator keeps the pinned block until the copy is done)."""
+    if values.device == device:
+        return values
+    if device.type == "cuda":
+        values = values.pin_memory()
+    return values.to(device, non_blocking=True)
+
+
 def resized_crops(images: torch.Tensor, top, left, h, w, size: int) -> torch.Tensor:
     """Crop box (top, left, h, w) of every image and resize it to ``size`` x ``size``, as one ``roi_align``.
 
@@ -117,19 +128,24 @@ def resized_crops(images: torch.Tensor, top, left, h, w, size: int) -> torch.Ten
     ``resized_crop`` except in the outermost output ring, which blends up to half a pixel from beyond the box
     where crop-then-resize repeats the edge. When the box is larger than the output, roi_align averages
     ceil(box / size)^2 samples per output pixel, a box-filter antialias close to torchvision's.
-    """
-    from torchvision.ops import roi_align
 
-    device = images.device
-    boxes = torch.stack([torch.arange(len(images)), left, top, left + w, top + h], 1).to(device, torch.float32)
-    out = roi_align(images.float(), boxes, (size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    The operator is called directly, not through ``torchvision.ops.roi_align``: with ``deterministic=true`` on
+    a GPU that wrapper switches to its pure-Python formulation (lazily compiled, large intermediates) because
+    the kernel's *backward* is not deterministic; augmentation needs only the forward, which is (one thread
+    per output value).
+    """
+    import torchvision  # noqa: F401  (registers torch.ops.torchvision)
+
+    boxes = to_device(torch.stack([torch.arange(len(images)), left, top, left + w, top + h], 1).float(), images.device)
+    # (input, boxes, spatial_scale, output height, output width, sampling_ratio, aligned)
+    out = torch.ops.torchvision.roi_align(images.float(), boxes, 1.0, size, size, -1, True)
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def flip_where(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """``images`` with the ones marked in ``flip`` mirrored left-right (a new tensor). Only the chosen images
     are flipped: 1.4-2.5x faster than ``torch.where`` over a flipped copy of all (benchmarks/bench_loop.py)."""
-    chosen = flip.nonzero().flatten().to(images.device)
+    chosen = to_device(flip.nonzero().flatten(), images.device)
     out = images.clone()
     if len(chosen):
         out[chosen] = images[chosen].flip(3)
@@ -173,9 +189,9 @@ def crop_flip(
         images = F.pad(images, (padding,) * 4)
     height, width = images.shape[-2:]
     device = images.device
-    rows = top.to(device)[:, None] + torch.arange(h, device=device)
+    rows = to_device(top, device)[:, None] + torch.arange(h, device=device)
     cols = torch.arange(w, device=device).expand(n, w)
-    cols = torch.where(flip.to(device)[:, None], w - 1 - cols, cols) + left.to(device)[:, None]
+    cols = torch.where(to_device(flip, device)[:, None], w - 1 - cols, cols) + to_device(left, device)[:, None]
     flat = (rows[:, :, None] * width + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
     return images.reshape(n, c, height * width).gather(2, flat).view(n, c, h, w)
 
@@ -266,40 +282,64 @@ def _imagenet_eval(data_cfg, train):
 
 
 # ------------------------------------------------------------------------------------ per-image (streaming)
+# Classes, not closures: DataLoader workers started by spawn or forkserver (Linux's default from Python 3.14)
+# receive the transform pickled, and a closure cannot be pickled. Each splits into ``plan`` (the random draws,
+# from the image's size only) and ``apply``: with data.gpu_decode the workers draw the plan from the JPEG
+# header and the main process applies it to the image nvJPEG decoded (effconv/data/streaming.py).
+class SampleRandomResizedCropFlip:
+    """RandomResizedCrop(size, scale, ratio) + horizontal flip with probability ``hflip``, one image."""
+
+    def __init__(self, size: int, scale, ratio, hflip: float):
+        self.size, self.scale, self.ratio, self.hflip = size, list(scale), list(ratio), float(hflip)
+
+    def plan(self, height: int, width: int, generator: torch.Generator) -> tuple[tuple[int, ...], bool]:
+        box = tuple(int(v) for v in random_resized_crop_params(height, width, 1, self.scale, self.ratio, generator))
+        return box, float(torch.rand(1, generator=generator)) < self.hflip
+
+    def apply(self, image: torch.Tensor, box) -> torch.Tensor:
+        """The crop box resized to size x size (the flip is the caller's: it can flip a whole batch at once)."""
+        from torchvision.transforms.v2 import functional as TF
+
+        return TF.resized_crop(image, *box, [self.size, self.size], antialias=True)
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        box, flip = self.plan(*image.shape[-2:], generator)
+        out = self.apply(image, box)
+        return out.flip(-1) if flip else out
+
+
+class SampleCenterCrop:
+    """Resize the shorter side to ``shorter`` (if set), then the central ``size`` x ``size`` crop, one image."""
+
+    def __init__(self, size: int, shorter: int | None):
+        self.size, self.shorter = size, shorter
+
+    def plan(self, height: int, width: int, generator: torch.Generator) -> tuple[None, bool]:
+        return None, False
+
+    def apply(self, image: torch.Tensor, box=None) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as TF
+
+        if self.shorter:
+            image = TF.resize(image, [self.shorter], antialias=True)
+        top, left = center_crop_box(*image.shape[-2:], self.size)
+        return image[:, top : top + self.size, left : left + self.size]
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.apply(image)
+
+
 @register_sample_preset("random_resized_crop_flip")
 @register_sample_preset("imagenet_train")
 def _sample_random_resized_crop_flip(data_cfg, train):
-    from torchvision.transforms.v2 import functional as TF
-
-    size, scale, ratio = data_cfg.img_size, list(data_cfg.crop_scale), list(data_cfg.crop_ratio)
-
-    def fn(image, generator):
-        top, left, h, w = (int(v) for v in random_resized_crop_params(*image.shape[-2:], 1, scale, ratio, generator))
-        out = TF.resized_crop(image, top, left, h, w, [size, size], antialias=True)
-        return TF.horizontal_flip(out) if float(torch.rand(1, generator=generator)) < data_cfg.hflip else out
-
-    return fn
-
-
-def _sample_center_crop(data_cfg, train, imagenet_default: bool = False):
-    from torchvision.transforms.v2 import functional as TF
-
-    size, shorter = output_size(data_cfg, train), _eval_resize(data_cfg, train, imagenet_default)
-
-    def fn(image, generator):
-        if shorter:
-            image = TF.resize(image, [shorter], antialias=True)
-        top, left = center_crop_box(*image.shape[-2:], size)
-        return image[:, top : top + size, left : left + size]
-
-    return fn
+    return SampleRandomResizedCropFlip(data_cfg.img_size, data_cfg.crop_scale, data_cfg.crop_ratio, data_cfg.hflip)
 
 
 @register_sample_preset("center_crop")
 def _sample_center_crop_preset(data_cfg, train):
-    return _sample_center_crop(data_cfg, train)
+    return SampleCenterCrop(output_size(data_cfg, train), _eval_resize(data_cfg, train, imagenet_default=False))
 
 
 @register_sample_preset("imagenet_eval")
 def _sample_imagenet_eval(data_cfg, train):
-    return _sample_center_crop(data_cfg, train, imagenet_default=True)
+    return SampleCenterCrop(output_size(data_cfg, train), _eval_resize(data_cfg, train, imagenet_default=True))

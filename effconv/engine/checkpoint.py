@@ -119,20 +119,29 @@ def find_resumable(checkpoint_dir: Path, log=print) -> tuple[Path, dict] | None:
     return path, state
 
 
-def rng_state() -> dict:
+def rng_state(device: torch.device | None = None) -> dict:
+    """This process's RNG states: CPU torch, numpy, python, and the CUDA generator of its own GPU (``device``)
+    only. Not every visible GPU's: those belong to other ranks, and the same rank may see another set of GPUs
+    when it resumes (torchrun's node-wide view, then one GPU per SLURM task). A CPU run never touches CUDA."""
     np_state = np.random.get_state()
+    own_gpu = device is not None and device.type == "cuda"
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": [torch.cuda.get_rng_state(device)] if own_gpu else [],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *map(float, np_state[2:])],
         "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
     }
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
+    """Restore ``rng_state``'s states; the CUDA one goes to this process's GPU, whatever its index now.
+    Checkpoints written before hold every visible GPU's state: the entry of the GPU with ``device``'s index."""
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = state["cuda"]
+    if device is not None and device.type == "cuda" and saved:
+        index = 0 if len(saved) == 1 else device.index
+        if index is not None and index < len(saved):
+            torch.cuda.set_rng_state(saved[index], device)
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy(), int(pos), int(has_gauss), gauss))
     version, internal, gauss_next = state["python"]

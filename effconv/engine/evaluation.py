@@ -14,7 +14,8 @@ def evaluate(model: nn.Module, loader, runtime: Runtime, limit_batches: int | No
     """Accuracy in percent (as timm's ``accuracy``) and mean cross-entropy over the whole split."""
     was_training = model.training
     model.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=runtime.device)  # loss, top1, top5, count
+    sums = torch.zeros(3, dtype=torch.float64, device=runtime.device)  # loss, top1, top5
+    count = 0  # known on the host: no tensor per batch to copy to the device
     for i, (images, labels) in enumerate(loader.batches(epoch=0)):
         if limit_batches is not None and i >= limit_batches:
             break
@@ -29,11 +30,12 @@ def evaluate(model: nn.Module, loader, runtime: Runtime, limit_batches: int | No
                 F.cross_entropy(logits, labels, reduction="sum").double(),
                 hits[:, :1].sum().double(),
                 hits.sum().double(),
-                torch.tensor(float(len(labels)), dtype=torch.float64, device=runtime.device),
             ]
         )
+        count += len(labels)
     model.train(was_training)
-    loss, top1, top5, count = all_reduce_sum(sums, runtime).tolist()
+    totals = torch.cat([sums, torch.tensor([float(count)], dtype=torch.float64, device=runtime.device)])
+    loss, top1, top5, count = all_reduce_sum(totals, runtime).tolist()
     count = max(count, 1.0)
     return {"loss": loss / count, "top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count}
 

@@ -55,6 +55,7 @@ from effconv.errors import NonFiniteLossError, UserError
 from effconv.profile import count_cost
 
 NAN_CHECK_EVERY = 50  # micro-batches between finiteness checks (each check synchronises a GPU)
+FP16_NONFINITE_LIMIT = 10  # non-finite losses in a row that stop an fp16 run even with finite weights
 
 
 class Interrupted(Exception):
@@ -70,7 +71,7 @@ class Progress:
     epoch: int = 0  # the epoch in progress
     batch: int = 0  # batches of that epoch already trained
     global_step: int = 0  # optimizer updates done
-    loss_sum: float = 0.0  # training loss of the epoch so far, summed over images
+    loss_sum: float = 0.0  # training loss of the epoch so far, summed over images (a device tensor mid-epoch)
     seen: int = 0  # images of the epoch so far
     train_time_s: float = 0.0  # wall time spent in training steps, whole run
     train_images: int = 0  # all ranks together
@@ -134,6 +135,7 @@ class Trainer:
         self.files = RunFiles(run_dir_of(cfg), self.rt.is_primary)
         self.progress = Progress()
         self.last_save = time.monotonic()
+        self._nonfinite_run = 0  # non-finite losses in a row, under fp16 loss scaling
 
     def log(self, message: str) -> None:
         if self.rt.is_primary:
@@ -209,7 +211,10 @@ class Trainer:
     def save(self, best: bool = False) -> None:
         # what differs between ranks, for an exact resume: RNG (dropout) and the epoch's loss sums so far
         p = self.progress
-        ranks = gather_to_primary({"rng": ckpt.rng_state(), "loss_sum": p.loss_sum, "seen": p.seen}, self.rt)
+        p.loss_sum = float(p.loss_sum)  # read from the device once per checkpoint
+        ranks = gather_to_primary(
+            {"rng": ckpt.rng_state(self.rt.device), "loss_sum": p.loss_sum, "seen": p.seen}, self.rt
+        )
         if self.rt.is_primary:
             state = self.state(ranks)
             ckpt.save_atomic(state, self.files.checkpoints / ckpt.LAST, keep_previous=True)
@@ -263,10 +268,10 @@ class Trainer:
         ranks = state.get("ranks")
         if ranks and len(ranks) == self.rt.world_size:
             mine = ranks[self.rt.rank]
-            ckpt.set_rng_state(mine["rng"])
+            ckpt.set_rng_state(mine["rng"], self.rt.device)
             self.progress.loss_sum, self.progress.seen = mine["loss_sum"], mine["seen"]
         elif self.rt.is_primary:
-            ckpt.set_rng_state(state["rng"])
+            ckpt.set_rng_state(state["rng"], self.rt.device)
         else:  # ranks that did not exist when the checkpoint was written: fresh streams
             random_seed(self.cfg.seed + state.get("global_step", 0), self.rt.rank)
 
@@ -376,7 +381,10 @@ class Trainer:
                 scaled = loss / window
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             loss = loss.detach()
-            loss_sum += loss.double() * len(y)
+            if self.scaler is None:
+                loss_sum += loss.double() * len(y)
+            else:  # a skipped fp16 update's non-finite loss would make the epoch's mean inf: count it as 0
+                loss_sum += torch.nan_to_num(loss.double(), nan=0.0, posinf=0.0, neginf=0.0) * len(y)
             images += len(y)
             pending.append((b, loss))
             if update:
@@ -384,7 +392,8 @@ class Trainer:
                     self._check_finite(pending, epoch)
                 self._step()
                 elapsed = time.perf_counter() - start
-                p.batch, p.loss_sum, p.seen = b + 1, float(loss_sum), p.seen + images
+                # the running sum stays on the device: float() here would synchronise a GPU every update
+                p.batch, p.loss_sum, p.seen = b + 1, loss_sum, p.seen + images
                 p.train_time_s, p.train_images = p.train_time_s + elapsed, p.train_images + images * rt.world_size
                 start, images = time.perf_counter(), 0
                 if bar is not None:
@@ -399,6 +408,7 @@ class Trainer:
         if bar is not None:
             bar.close()
         self._check_finite(pending, epoch)
+        p.loss_sum = float(p.loss_sum)
         totals = torch.tensor([p.loss_sum, p.seen], dtype=torch.float64, device=rt.device)
         loss_sum, seen = all_reduce_sum(totals, rt).tolist()  # the whole global batch's loss
         return {"loss": loss_sum / max(seen, 1.0), "seen": int(seen)}
@@ -424,18 +434,19 @@ class Trainer:
             self.scheduler.step_update(self.progress.global_step)
 
     def _check_finite(self, pending: list, epoch: int) -> None:
-        """Stop at the first non-finite loss of ``pending`` (every rank, when any rank saw one)."""
+        """Stop at the first non-finite loss of ``pending`` (every rank, when any rank saw one); under fp16 loss
+        scaling only when it is more than the transient overflow GradScaler handles (``_first_stop``)."""
         if not pending:
             return
         losses = torch.stack([loss for _, loss in pending])
-        batches = torch.tensor([b for b, _ in pending], device=losses.device)
-        first_bad = torch.where(torch.isfinite(losses), self.batches_per_epoch, batches).min()
-        if self.rt.distributed:
-            dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
+        finite = torch.isfinite(losses).tolist()  # the check's one host read
+        first_bad = torch.tensor([self._first_stop([b for b, _ in pending], finite)])
+        if self.rt.distributed:  # on the host-side group: no device tensor, no extra GPU synchronisation
+            dist.all_reduce(first_bad, op=dist.ReduceOp.MIN, group=self.rt.control_group)
         b = int(first_bad)
         if b < self.batches_per_epoch:
-            here = losses[batches == b]
-            value = here[0].item() if len(here) and not torch.isfinite(here[0]) else "non-finite on another rank"
+            mine = [i for i, (batch, _) in enumerate(pending) if batch == b and not finite[i]]
+            value = losses[mine[0]].item() if mine else "non-finite on another rank"
             step = epoch * self.batches_per_epoch + b
             self.files.event("nonfinite_loss", epoch=epoch, batch=b, step=step)
             raise NonFiniteLossError(
@@ -443,6 +454,24 @@ class Trainer:
                 f"the last good checkpoint is kept in {self.files.checkpoints}: lower recipe.lr or check the data"
             )
         pending.clear()
+
+    def _first_stop(self, batches: list[int], finite: list[bool]) -> int:
+        """The batch at which the run stops (``batches_per_epoch``: none). Without loss scaling, the first
+        non-finite loss. With fp16's GradScaler a non-finite loss is routine: the scaler skips that update and
+        lowers its scale, so the run goes on unless the weights or BN statistics took the overflow in (checked
+        only then) or ``FP16_NONFINITE_LIMIT`` losses in a row are non-finite."""
+        bad = [b for b, ok in zip(batches, finite) if not ok]
+        if self.scaler is None:
+            return bad[0] if bad else self.batches_per_epoch
+        for b, ok in zip(batches, finite):
+            self._nonfinite_run = 0 if ok else self._nonfinite_run + 1
+            if self._nonfinite_run >= FP16_NONFINITE_LIMIT:
+                return b
+        if not bad:
+            return self.batches_per_epoch
+        state = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        intact = bool(torch.stack([torch.isfinite(t).all() for t in state]).all())
+        return self.batches_per_epoch if intact else bad[0]
 
     def _maybe_checkpoint(self, pending: list, epoch: int) -> None:
         interval = self.cfg.checkpoint_interval_s

@@ -13,6 +13,7 @@ gloo group, so they never synchronise a GPU.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import os
@@ -79,9 +80,19 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` (a GPU) computes in bf16 natively: compute capability 8.0 on (Ampere), or ROCm.
+
+    Not ``torch.cuda.is_bf16_supported()``: it counts emulation by default (a V100 or T4 "supports" bf16 at
+    a fraction of fp32's speed) and asks about the current device, which need not be the run's."""
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_properties(device).major >= 8
+
+
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    if amp == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if amp == "auto":  # without native bf16, fp32: fp16 (amp=fp16) is faster there but needs loss scaling
+        return torch.bfloat16 if device.type == "cuda" and native_bf16(device) else None
     if amp == "fp16" and device.type != "cuda":
         raise UserError("amp=fp16 needs a CUDA device (loss scaling); use amp=bf16 or amp=none on CPU")
     return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
@@ -119,12 +130,13 @@ def setup(
     rank, world_size, local_rank = distributed_env()
     dev = resolve_device(device, local_rank)
     control_group = None
+    if dev.type == "cuda":  # one GPU per process, also alone on cuda:N: the current device for every CUDA call
+        torch.cuda.set_device(dev)
     if world_size > 1:
         if not dist.is_initialized():
             _warn_on_shared_store_restart(rank)
-            if dev.type == "cuda":
-                torch.cuda.set_device(dev)
             dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+            atexit.register(_destroy_process_group)
         if dist.get_backend() != "gloo":
             control_group = dist.new_group(backend="gloo")
     if deterministic:
@@ -137,6 +149,13 @@ def setup(
     random_seed(seed, rank)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return Runtime(dev, rank, local_rank, world_size, resolve_amp(amp, dev), memory_format, control_group)
+
+
+def _destroy_process_group() -> None:
+    """At exit, not after each run: NCCL asks for it (it warns, and may lose pending work, otherwise), and a
+    group created again in the same process would meet the old group's keys in torchrun's shared store."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _warn_on_shared_store_restart(rank: int) -> None:
@@ -194,8 +213,8 @@ def average_bn_statistics(model: torch.nn.Module, runtime: Runtime) -> None:
     flat = torch.cat([b.reshape(-1).float() for b in buffers])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat /= runtime.world_size
-    for b, part in zip(buffers, flat.split([b.numel() for b in buffers])):
-        b.copy_(part.view_as(b))
+    parts = [part.view_as(b) for b, part in zip(buffers, flat.split([b.numel() for b in buffers]))]
+    torch._foreach_copy_(buffers, parts)  # one launch for all buffers, not one copy kernel per buffer
 
 
 class Agreement:

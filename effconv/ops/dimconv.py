@@ -138,10 +138,31 @@ class DimensionWiseConv(nn.Module):
 
     def forward_planes(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[depth, height, width] responses, each after BN + PReLU: ``forward`` = their interleave."""
+        if not self.planes_are_exact():
+            # ``norm`` / ``act`` must run as modules: the interleaved forward, its branches as strided views
+            # (channel 3i + b is channel i of branch b)
+            out = self.forward(x)
+            return [out[:, b::3] for b in range(3)]
         planes = self.branches(x)
         if self.norm.training and self.norm.track_running_stats:
             self.norm.num_batches_tracked.add_(1)
         return [self._norm_act(t, b) for b, t in enumerate(planes)]
+
+    def planes_are_exact(self) -> bool:
+        """Whether ``_norm_act`` computes what ``norm`` and ``act`` would: only for the plain, unhooked classes.
+
+        ``_norm_act`` calls ``F.batch_norm`` with ``norm``'s tensors, so a converted norm never runs there: a
+        ``SyncBatchNorm`` (DDP with sync_bn=true) or effconv.engine.sync_bn's CPU global-statistics class would
+        silently normalise with this rank's batch alone and its running statistics drift apart between ranks.
+        Those take the interleaved path, where the module runs, with one all-reduce for the 3C channels (three
+        per-branch calls would need three). Single-process training keeps the plane path (no interleave copy).
+        """
+        norm, act = self.norm, self.act
+        return (
+            type(norm) is nn.BatchNorm2d
+            and type(act) is nn.PReLU
+            and not (norm._forward_hooks or norm._forward_pre_hooks or act._forward_hooks or act._forward_pre_hooks)
+        )
 
     def _norm_act(self, t: torch.Tensor, branch: int) -> torch.Tensor:
         """BN + PReLU of one branch: channel i of the branch is channel 3i + branch of ``norm`` / ``act``.

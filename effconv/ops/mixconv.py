@@ -15,9 +15,8 @@ A MixConv splits the channels into g groups and convolves group i (1-based) dept
   ``MixedConv2d``); ``padded`` - one depth-wise conv over every group's kernel zero-padded (and, when
   dilated, zero-interleaved) to the largest extent. The padded kernel is rebuilt from the per-group weights
   on every call, so the zeros are constants and get no gradient; it costs sum(C) x K_max^2 MACs instead of
-  sum(c_i k_i^2) but is a single call. ``impl='auto'`` picks per device: from ``MEASURED_IMPL`` where this
-  project has measured that device type (benchmarks/bench_mixconv.py), otherwise by a one-time probe of
-  both formulations on the first input of each shape (see ``choose_impl``).
+  sum(c_i k_i^2) but is a single call. ``impl='auto'`` is the split form on every device (why: ``forward``),
+  so runs, DDP ranks and resumes compute the same function, and the forward scripts and fx-traces.
 * Cost: ``madds`` reports sum(c_i k_i^2) per output pixel, the formulation-independent cost of the
   operator (the padded zeros are not counted), so profiles do not depend on the device.
 
@@ -29,7 +28,6 @@ sides divide evenly, else split -> per-group 1x1 -> concatenate.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 
 import torch
@@ -40,13 +38,6 @@ from effconv.ops import register_unit
 
 SPLITS = ("equal", "exp")
 IMPLS = ("split", "padded")
-
-# The formulation to use per device type, measured with benchmarks/bench_mixconv.py (fwd+bwd, channels_last,
-# fp32, MixNet-S's six largest mixed layers, batch 32). CPU (2-core EPYC VM, 1 thread, glibc malloc): the
-# padded single conv took 0.79-2.5x the split form's time, faster only on the stride-2 56x56 {3,5,7} layer;
-# performance-notes §6.1 (jemalloc): 1.2-1.8x slower everywhere. Device types absent here (CUDA: not yet
-# measured) are probed once per layer shape (choose_impl).
-MEASURED_IMPL: dict[str, str] = {"cpu": "split"}
 
 
 def mixconv_kernels(groups: int) -> list[int]:
@@ -102,6 +93,7 @@ class MixConv(nn.Module):
         # a dilated K x K group is a 3 x 3 kernel with dilation (K - 1) / 2 (paper Sec. 3.4)
         self.dilations = [max(1, (k - 1) // 2) if dilated else 1 for k in kernels]
         taps = [3 if dilated and k > 1 else k for k in kernels]
+        self.taps = taps  # kernel side per group, as plain ints: forward needs no tensor shape (fx, script)
         self.weights = nn.ParameterList([nn.Parameter(torch.empty(c, 1, t, t)) for c, t in zip(self.splits, taps)])
         self.extent = max((t - 1) * d + 1 for t, d in zip(taps, self.dilations))
         self.reset_parameters()
@@ -119,15 +111,25 @@ class MixConv(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        impl = self.impl if self.impl != "auto" else choose_impl(self, x)
-        return self.forward_split(x) if impl == "split" else self.forward_padded(x)
+        # ``impl`` is a plain attribute (deployment sets it per module), which script and fx read as a constant.
+        # 'auto' is the split form on every device, fixed rather than timed at start-up: a per-process probe
+        # can pick different forms on different ranks, runs or resumes (their results differ in the last
+        # bits), which breaks rank agreement and bit-exact resume. CPU (benchmarks/bench_mixconv.py,
+        # performance-notes §6.1): the padded single conv took 1.2-1.8x split's time (0.79-2.5x with glibc
+        # malloc, faster only on a stride-2 56x56 {3,5,7} layer). CUDA, not measured yet (gpu_smoke.py times
+        # both): split as well, because padded runs every channel through the largest kernel, while torch's
+        # native depth-wise CUDA kernels are specialised for 3x3 only (pytorch#1708, #18631: larger kernels
+        # take a generic path about 2x slower) and split keeps the 3x3 group, the largest, on the fast one.
+        if self.impl == "padded":
+            return self.forward_padded(x)
+        return self.forward_split(x)
 
     def forward_split(self, x: torch.Tensor) -> torch.Tensor:
-        parts = torch.split(x, self.splits, dim=1) if len(self.splits) > 1 else (x,)
-        outs = [
-            F.conv2d(p, w, None, self.stride, (w.shape[-1] - 1) // 2 * d, d, groups=w.shape[0])
-            for p, w, d in zip(parts, self.weights, self.dilations)
-        ]
+        parts = torch.split(x, self.splits, dim=1)
+        outs: list[torch.Tensor] = []
+        for i, w in enumerate(self.weights):
+            d = self.dilations[i]
+            outs.append(F.conv2d(parts[i], w, None, self.stride, (self.taps[i] - 1) // 2 * d, d, self.splits[i]))
         return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,77 +137,21 @@ class MixConv(nn.Module):
 
     def padded_weight(self) -> torch.Tensor:
         """All groups' kernels as one (C, 1, K, K) depth-wise kernel: dilated taps spread, zeros around."""
-        blocks = []
-        for w, d in zip(self.weights, self.dilations):
-            if d > 1:
-                taps = w.shape[-1]
-                spread = w.new_zeros(w.shape[0], 1, (taps - 1) * d + 1, (taps - 1) * d + 1)
-                spread[:, :, ::d, ::d] = w
-                w = spread
-            pad = (self.extent - w.shape[-1]) // 2
-            blocks.append(F.pad(w, (pad, pad, pad, pad)) if pad else w)
+        blocks: list[torch.Tensor] = []
+        for i, w in enumerate(self.weights):
+            d, taps = self.dilations[i], self.taps[i]
+            if d > 1:  # d - 1 zeros between taps, with shape ops only (fx traces no item assignment)
+                size, c = (taps - 1) * d + 1, self.splits[i]
+                w = F.pad(w.unsqueeze(-1), [0, d - 1]).reshape(c, 1, taps, taps * d)[:, :, :, :size]
+                w = F.pad(w.unsqueeze(-2), [0, 0, 0, d - 1]).reshape(c, 1, taps * d, size)[:, :, :size]
+            pad = (self.extent - (taps - 1) * d - 1) // 2
+            blocks.append(F.pad(w, [pad, pad, pad, pad]) if pad else w)
         return torch.cat(blocks, dim=0) if len(blocks) > 1 else blocks[0]
 
     def madds(self, inputs, output: torch.Tensor) -> int:
         """sum over groups of output elements x taps (the operator's cost, whichever formulation ran)."""
         n, _, h, w = output.shape
         return n * h * w * sum(c * wt.shape[-1] ** 2 for c, wt in zip(self.splits, self.weights))
-
-
-_PROBED: dict[tuple, str] = {}
-PROBE_REPEATS = 5
-
-
-def choose_impl(module: MixConv, x: torch.Tensor) -> str:
-    """The formulation for this device: measured per device type, else a one-time probe per layer shape.
-
-    The probe times forward (+ backward when gradients are on) of both formulations on a copy of the first
-    input of that shape, best of ``PROBE_REPEATS`` after a warm-up, and caches the winner for the process.
-    It is skipped (split form, timm's) while tracing for torch.compile or capturing a CUDA graph.
-    """
-    measured = MEASURED_IMPL.get(x.device.type)
-    if measured is not None:
-        return measured
-    if torch.compiler.is_compiling() or (x.is_cuda and torch.cuda.is_current_stream_capturing()):
-        return "split"
-    key = (
-        str(x.device),
-        x.dtype,
-        tuple(x.shape),
-        x.is_contiguous(memory_format=torch.channels_last),
-        torch.is_grad_enabled(),
-        tuple(module.splits),
-        tuple(module.kernel_sizes),
-        tuple(module.dilations),
-        module.stride,
-    )
-    if key not in _PROBED:
-        _PROBED[key] = _probe(module, x)
-    return _PROBED[key]
-
-
-def _probe(module: MixConv, x: torch.Tensor) -> str:
-    train = torch.is_grad_enabled()
-    sample = x.detach().clone().requires_grad_(train)
-    timings = {}
-    for name, fn in (("split", module.forward_split), ("padded", module.forward_padded)):
-        best = math.inf
-        for i in range(PROBE_REPEATS + 1):
-            _sync(x.device)
-            start = time.perf_counter()
-            out = fn(sample)
-            if train:
-                torch.autograd.grad(out.sum(), [t for t in (sample, *module.weights) if t.requires_grad])
-            _sync(x.device)
-            if i:  # the first call is the warm-up
-                best = min(best, time.perf_counter() - start)
-        timings[name] = best
-    return min(timings, key=timings.get)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class GroupedPointwise(nn.Module):
