@@ -248,6 +248,9 @@ class DiCENet(SkeletonNet):
             setattr(self, f"level{index + 3}", nn.Sequential(*blocks))
             in_ch = width
         self._build_head(in_ch, c5, head, head_groups, drop_rate, num_classes)
+        # timm's features_only: the output of each level (EdgeNets' segmentation networks use levels 1-4)
+        widths = (c0, c1, *levels[:2], c5 if head == "conv5" else levels[2])
+        self.feature_info = [{"num_chs": c, "reduction": 2**i, "module": f"level{i}"} for i, c in enumerate(widths, 1)]
 
 
 for _s in DICENET_CHANNELS:
