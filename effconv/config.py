@@ -128,7 +128,11 @@ class EvalConfig:
     batch_size: int = 256
     throughput_batches: list[int] = field(default_factory=lambda: [1, 64])
     limit_eval_batches: Optional[int] = None
-    output: Optional[str] = None  # where eval.json goes; None = the run dir (or beside the checkpoint)
+    output: Optional[str] = None  # where eval.json goes; None = the run dir, beside the checkpoint, or released/
+    # a checkpoint without a config (the authors' released weights): the network and the dataset to evaluate on
+    # (model=<name> [model.<knob>=...] data=<dataset>); they also replace a train.py checkpoint's own
+    model: Any = None
+    data: Optional[DataConfig] = None
 
 
 MAX_SUFFIX = 120  # file names are limited to 255 bytes; model-data-recipe and a hash fit in the rest

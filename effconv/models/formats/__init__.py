@@ -29,7 +29,7 @@ from effconv.models.formats import edgenets, micronet, multiception
 from effconv.models.formats.files import WeightFile, read
 from effconv.models.formats.layout import Layout, LayoutMismatch, classifier_prefixes, describe
 
-__all__ = ["LAYOUTS", "Converted", "WeightFile", "checkpoint_filter_fn", "convert", "read"]
+__all__ = ["LAYOUTS", "Converted", "WeightFile", "checkpoint_filter_fn", "classifier_prefixes", "convert", "read"]
 
 LAYOUTS: tuple[Layout, ...] = (
     micronet.LAYOUT,
@@ -43,8 +43,8 @@ _logger = logging.getLogger(__name__)
 @dataclass
 class Converted:
     state_dict: dict[str, torch.Tensor]  # every key of the model
-    layout: str  # "effconv" or the authors' layout it came from
-    kept: list[str] = field(default_factory=list)  # modules left at the model's initialisation
+    layout: str  # "effconv" or the key of the authors' layout it came from (micronet, edgenets, ...)
+    kept: list[str] = field(default_factory=list)  # top-level modules (some of) left at the model's initialisation
 
 
 def architecture(model: nn.Module) -> str:
@@ -93,10 +93,10 @@ def convert(state_dict: dict[str, torch.Tensor], model: nn.Module, source: str =
     for key, tensor in own.items():
         theirs = state_dict.get(key)
         if theirs is None or theirs.shape != tensor.shape:
-            kept.append(key.rsplit(".", 1)[0])
+            kept.append(key.split(".")[0])
             theirs = tensor
         complete[key] = theirs
-    return Converted(complete, layout.name if layout else "effconv", list(dict.fromkeys(kept)))
+    return Converted(complete, layout.key if layout else "effconv", list(dict.fromkeys(kept)))
 
 
 def _chosen_weights(state_dict, model) -> dict[str, torch.Tensor]:
@@ -117,13 +117,8 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) 
     source = f"checkpoint {path}" if path else "the state dict"
     converted = convert(_chosen_weights(state_dict, model), model, source)
     if converted.kept:
-        kept = ", ".join(_summary(converted.kept))
+        kept = ", ".join(converted.kept)
         _logger.warning(
             "%s: %s keep their initialisation (%s holds no weights of their shape)", architecture(model), kept, source
         )
     return converted.state_dict
-
-
-def _summary(modules: list[str], shown: int = 6) -> list[str]:
-    tops = list(dict.fromkeys(m.split(".")[0] for m in modules))
-    return tops[:shown] + ([f"... ({len(tops) - shown} more)"] if len(tops) > shown else [])

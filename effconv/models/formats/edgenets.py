@@ -105,9 +105,14 @@ def _convert_segmentation(state_dict, model):
 
 
 CLASSIFICATION = Layout(
-    "a sacmehta/EdgeNets classification state dict", (DiCENet,), _matches_classification, _convert_classification
+    "edgenets",
+    "a sacmehta/EdgeNets classification state dict",
+    (DiCENet,),
+    _matches_classification,
+    _convert_classification,
 )
 SEGMENTATION = Layout(
+    "edgenets_segmentation",
     "a sacmehta/EdgeNets DiCENet segmentation state dict (levels 1-4 under 'base_net.')",
     (DiCENet,),
     _matches_segmentation,

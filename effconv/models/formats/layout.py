@@ -32,7 +32,8 @@ class Layout:
     (they keep the model's initialisation, e.g. what a segmentation checkpoint leaves out of a classifier).
     """
 
-    name: str
+    key: str  # short id, recorded in eval.json ("weights") and the fine-tuning log
+    name: str  # what the layout is, for messages
     models: tuple[type[nn.Module], ...]
     matches: Callable[[dict[str, torch.Tensor]], bool]
     convert: Callable[[dict[str, torch.Tensor], nn.Module], dict[str, torch.Tensor]]

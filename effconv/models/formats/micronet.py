@@ -23,6 +23,7 @@ def _convert(state_dict, model):
 
 
 LAYOUT = Layout(
+    "micronet",
     "a liyunsheng13/micronet MicroNet state dict (training dict or bare, 'module.' optional)",
     (MicroNet,),
     _matches,

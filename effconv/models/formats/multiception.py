@@ -56,6 +56,7 @@ def _convert(state_dict, model):
 
 
 LAYOUT = Layout(
+    "multiception",
     "a guoqingbao/Multiception ResNet / SE-ResNet / ShakeNet / MobileNetV2 state dict ('module.' optional)",
     (CifarResNet, ShakeResNet, MobileNetV2Stl10),
     _matches,
