@@ -19,7 +19,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from effconv.errors import UserError, unknown_choice
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # shipped inside the package (pip install .)
 GROUPS = ("model", "data", "recipe", "logger", "launcher", "experiment")
 
 
@@ -96,7 +96,7 @@ class TrainConfig:
     data: DataConfig = MISSING
     recipe: RecipeConfig = MISSING
     logger: LoggerConfig = MISSING
-    experiment: Optional[str] = None  # set by conf/experiment/<paper>/<table>.yaml
+    experiment: Optional[str] = None  # set by effconv/conf/experiment/<paper>/<table>.yaml
     table: Any = None  # the table spec of an experiment (rows, columns, paper numbers)
     run_name: str = MISSING
     output_root: str = "outputs"
@@ -182,7 +182,7 @@ def check_group_choices(overrides: list[str]) -> None:
         options = group_options(group)
         for choice in value.split(","):
             if choice and choice != "null" and choice not in options:
-                raise unknown_choice(group, choice, options, f"; see conf/{group}/")
+                raise unknown_choice(group, choice, options, f"; see effconv/conf/{group}/")
 
 
 # keys whose values are paths: quoted for Hydra's override grammar, which takes ',' as a sweep list and

@@ -49,7 +49,7 @@ def files(tmp_path_factory):
 
 # id -> (overrides, expected message: a regular expression matched from the start of the line)
 TRAIN = {
-    "unknown-model": (["model=nope"], r"unknown model 'nope'; available: dicenet_010, .*; see conf/model/$"),
+    "unknown-model": (["model=nope"], r"unknown model 'nope'; available: dicenet_010, .*; see effconv/conf/model/$"),
     "unknown-timm-model": (MLP[:1] + ["model.name=nope_net"], r"unknown model 'nope_net' \(did you mean "),
     "model-timm-without-name": (["model=timm"], r"no value for model\.name: set model\.name=<value>"),
     "unknown-dataset": (["data=nope"], r"unknown data 'nope'; available: cifar10, "),

@@ -55,7 +55,7 @@ def register_dataset(name: str):
 
 def read_split(data_cfg, split: str):
     if data_cfg.name not in READERS:
-        raise unknown_choice("dataset", data_cfg.name, READERS, "; see conf/data/")
+        raise unknown_choice("dataset", data_cfg.name, READERS, "; see effconv/conf/data/")
     return READERS[data_cfg.name](data_cfg, split)
 
 

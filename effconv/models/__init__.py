@@ -77,7 +77,9 @@ def create(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
     """Build ``model_cfg['name']`` with the remaining keys as knobs; errors are one line."""
     name = model_cfg.get("name")
     if not name or name == "???":
-        raise UserError("no model name: pick model=<name> (see conf/model/) or model=timm model.name=<timm name>")
+        raise UserError(
+            "no model name: pick model=<name> (see effconv/conf/model/) or model=timm model.name=<timm name>"
+        )
     if not timm.is_model(name):
         raise unknown_choice(
             "model", name, our_models() + timm.list_models(), " and timm.list_models()", listed=our_models()
