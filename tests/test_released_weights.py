@@ -6,6 +6,7 @@ CIFAR-10 copy written by tests/data_formats.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -44,7 +45,7 @@ def released(tmp_path_factory):
 @needs_fixtures
 def test_evaluate_measures_released_weights_named_on_the_command_line(released):
     result = released["result"]
-    assert result["weights"] == "multiception" and result["epoch"] is None
+    assert result["weights"] == "multiception" and result["released"] and result["epoch"] is None
     assert result["model_cfg"]["conv"] == "multiception" and result["params"] == 189434
     assert json.loads(released["eval.json"].read_text())["top1"] == result["top1"]
     # the same accuracy from the file loaded through timm and run on the same images
@@ -65,6 +66,7 @@ def test_evaluate_measures_released_weights_named_on_the_command_line(released):
 def test_report_fills_the_rows_cell_from_the_released_evaluation_and_marks_it(released):
     spec = load_spec("multiception/table1")
     spec.rows = [r for r in spec.rows if "ResNet-20" in r.name]
+    spec.rows.append(dataclasses.replace(spec.row(ROW), name="the same network again"))  # filled once: the first
     spec.columns = ["error"]
     table = build_table(spec, [], False, load_released([released["root"] / "outputs" / "released"]))
     assert list(table.released) == [ROW]

@@ -133,6 +133,7 @@ def evaluate_saved(eval_cfg) -> dict:
         "raw_top1": raw["top1"],
         "raw_top5": raw["top5"],
         "weights": weights,  # effconv, or the published layout the file came in
+        "released": saved.config is None,  # weights from elsewhere (no train.py config): effconv.report.released
         "model_cfg": model_cfg,
         "img_size": run_cfg.data.img_size,
     }
@@ -168,7 +169,7 @@ def evaluate_saved(eval_cfg) -> dict:
         out = Path(eval_cfg.output)
     elif eval_cfg.run:
         out = run_dir / "eval.json"
-    elif weights != "effconv":  # released weights: where the report looks for them (effconv.report.released)
+    elif result["released"]:  # where the report looks for them (effconv.report.released)
         out = RELEASED_DIR / f"{result['model']}-{result['data']}-{path.stem}" / "eval.json"
     else:
         out = path.parent / "eval.json"

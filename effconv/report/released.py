@@ -1,11 +1,13 @@
 """Released weights in a paper table: evaluate.py's measurements of the authors' checkpoints as "ours" cells.
 
 ``python evaluate.py checkpoint=<authors' file> model=<name> [model.<knob>=...] data=<dataset>`` converts the
-file (effconv.models.formats) and writes ``eval.json`` under ``outputs/released/<model>-<data>-<file>/``. The
-report reads every ``eval.json`` under ``<output-root>/released/`` and the ``--runs`` directories whose weights
-came in an authors' layout, and gives each to the rows whose composed model config (name and knobs) and
-dataset (name and image size) are the evaluation's. A row's own training runs take precedence; a row without
-any shows the released weights' accuracy, marked ``†`` and named in a footnote.
+file (effconv.models.formats) and writes ``eval.json`` with ``"released": true`` (weights that no train.py run
+of ours wrote) under ``outputs/released/<model>-<data>-<file>/``. The report reads every such ``eval.json``
+under ``<output-root>/released/`` and the ``--runs`` directories, and gives each to the rows whose composed
+model config (name and knobs) and dataset (name and image size) are the evaluation's. A row's own training runs
+take precedence; a row without any shows the released weights' accuracy, marked ``†`` and named in a footnote.
+An evaluation fills one row, the first that matches (DiCENet Table 4 lists each width under two recipes; the
+model zoo's weights are the first, E150-B512).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def load_released(roots: list[Path]) -> list[dict]:
                 result = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 continue
-            if result.get("weights", "effconv") == "effconv" or "model_cfg" not in result:
+            if not result.get("released") or "model_cfg" not in result:
                 continue
             accuracy = {f"last_{k}": result.get(k) for k in ("top1", "top5")}
             found.append({**result, **accuracy, "ema": None, "_path": str(path)})

@@ -37,10 +37,10 @@ def build_table(spec: TableSpec, results: list[dict], static_only: bool, release
         ctx = RowContext(spec, row)
         runs = [] if static_only else runs_of(row, spec, results)
         table.runs[row.name] = len(runs)
-        if not static_only and not runs and released:  # effconv.report.released
-            runs = table.released[row.name] = released_for(ctx.cfg, released)
-            if not runs:
-                del table.released[row.name]
+        if not static_only and not runs and released:  # effconv.report.released: each fills its first row
+            runs = released_for(ctx.cfg, [e for e in released if not any(e in v for v in table.released.values())])
+            if runs:
+                table.released[row.name] = runs
         table.cells[row.name] = {c.name: cell(c, ctx, runs, spec.metric) for c in table.columns}
     return table
 

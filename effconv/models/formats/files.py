@@ -1,5 +1,5 @@
 """Reading a weight file: ours (``train.py``'s checkpoints), a training dict of another code base, or a bare
-state dict.
+state dict (``.safetensors`` too, as timm's hub weights).
 
 The weights are picked as timm's ``load_state_dict`` picks them: ``state_dict_ema`` (or ``model_ema``) when the
 file has EMA weights, else ``state_dict`` (or ``model``), else the file itself; the ``module.`` and
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import safetensors.torch
 import torch
 from timm.models import clean_state_dict
 
@@ -42,7 +43,10 @@ def read(path: str | Path) -> WeightFile:
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":  # timm's hub weights
+            content = safetensors.torch.load_file(path, device="cpu")
+        else:
+            content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle of foreign objects, ...
         raise UserError(
             f"checkpoint {path} is unreadable ({type(e).__name__}); it is truncated or not a checkpoint"
