@@ -147,6 +147,17 @@ def test_own_checkpoint_loads_ema_weights_by_default_and_raw_ones_with_the_raw_t
     assert weights.epoch == 3 and weights.config == {"model": {}} and weights.default is weights.ema
 
 
+def test_safetensors_files_load_as_timm_writes_them(tmp_path):
+    import safetensors.torch
+
+    source = timm.create_model("resnet20_cifar")
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_file(source.state_dict(), path)
+    loaded = timm.create_model("resnet20_cifar", pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in source.state_dict().items())
+    assert formats.read(path).config is None
+
+
 def test_another_class_count_keeps_the_models_classifier_and_says_so(tmp_path, caplog):
     source = timm.create_model("resnet20_cifar", num_classes=100)
     path = _saved({f"module.{k}": v for k, v in source.state_dict().items()}, tmp_path)
