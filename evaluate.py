@@ -1,4 +1,5 @@
-"""Evaluate: python evaluate.py run=outputs/<run> [which=best|last] | checkpoint=<file> [data_root=<dir>]."""
+"""Evaluate: python evaluate.py run=outputs/<run> [which=best|last] | checkpoint=<file> [data_root=<dir>]
+| checkpoint=<authors' file> model=<name> [model.<knob>=...] data=<dataset> (docs/weights.md)."""
 
 import hydra
 
