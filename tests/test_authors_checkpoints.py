@@ -167,6 +167,15 @@ def test_another_class_count_keeps_the_models_classifier_and_says_so(tmp_path, c
     assert "resnet20_cifar: fc keep their initialisation" in caplog.text
 
 
+def test_a_classifier_of_the_models_class_count_loads_whatever_class_count_the_cfg_states(tmp_path):
+    source = timm.create_model("resnet20_cifar", num_classes=100)
+    path = _saved(source.state_dict(), tmp_path)
+    # a registered cfg for 10-class weights: timm would drop a classifier whose count differs from it
+    overlay = {"file": str(path), "classifier": "fc", "num_classes": 10}
+    model = timm.create_model("resnet20_cifar", num_classes=100, pretrained=True, pretrained_cfg_overlay=overlay)
+    assert torch.equal(model.fc.weight, source.fc.weight) and model.pretrained_cfg["num_classes"] == 100
+
+
 def test_dimconv_norm_channels_are_interleaved_per_input_channel():
     # EdgeNets [d0 d1 | h0 h1 | w0 w1] -> ours (d0 h0 w0 d1 h1 w1)
     assert edgenets.interleaved(torch.tensor([0.0, 1, 10, 11, 20, 21])).tolist() == [0, 10, 20, 1, 11, 21]

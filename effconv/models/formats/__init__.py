@@ -45,6 +45,7 @@ class Converted:
     state_dict: dict[str, torch.Tensor]  # every key of the model
     layout: str  # "effconv" or the key of the authors' layout it came from (micronet, edgenets, ...)
     kept: list[str] = field(default_factory=list)  # top-level modules (some of) left at the model's initialisation
+    num_classes: int | None = None  # what the file's classifier holds (None: it has none)
 
 
 def architecture(model: nn.Module) -> str:
@@ -89,6 +90,7 @@ def convert(state_dict: dict[str, torch.Tensor], model: nn.Module, source: str =
             f"{source} does not fit {architecture(model)}: expected {_expected(model)}; first key that does not "
             f"fit: {misfit}"
         )
+    file_classes = next((v.shape[0] for k, v in state_dict.items() if k.startswith(classifier) and v.ndim), None)
     complete, kept = {}, []
     for key, tensor in own.items():
         theirs = state_dict.get(key)
@@ -96,7 +98,7 @@ def convert(state_dict: dict[str, torch.Tensor], model: nn.Module, source: str =
             kept.append(key.split(".")[0])
             theirs = tensor
         complete[key] = theirs
-    return Converted(complete, layout.key if layout else "effconv", list(dict.fromkeys(kept)))
+    return Converted(complete, layout.key if layout else "effconv", list(dict.fromkeys(kept)), file_classes)
 
 
 def _chosen_weights(state_dict, model) -> dict[str, torch.Tensor]:
@@ -113,9 +115,14 @@ def _chosen_weights(state_dict, model) -> dict[str, torch.Tensor]:
 
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """timm's ``pretrained_filter_fn`` of every effconv model (see the module docstring)."""
-    path = (getattr(model, "pretrained_cfg", None) or {}).get("file")
+    cfg = getattr(model, "pretrained_cfg", None)
+    path = (cfg or {}).get("file")
     source = f"checkpoint {path}" if path else "the state dict"
     converted = convert(_chosen_weights(state_dict, model), model, source)
+    if isinstance(cfg, dict) and converted.num_classes is not None:
+        # timm's loader drops the classifier when the model's class count differs from the cfg's, which must
+        # therefore describe the weights loaded (this dict is the one load_pretrained reads after this filter)
+        cfg["num_classes"] = converted.num_classes
     if converted.kept:
         kept = ", ".join(converted.kept)
         _logger.warning(
