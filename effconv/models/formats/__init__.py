@@ -29,7 +29,16 @@ from effconv.models.formats import edgenets, micronet, multiception
 from effconv.models.formats.files import WeightFile, read
 from effconv.models.formats.layout import Layout, LayoutMismatch, classifier_prefixes, describe
 
-__all__ = ["LAYOUTS", "Converted", "WeightFile", "checkpoint_filter_fn", "classifier_prefixes", "convert", "read"]
+__all__ = [
+    "LAYOUTS",
+    "Converted",
+    "WeightFile",
+    "architecture",
+    "checkpoint_filter_fn",
+    "classifier_prefixes",
+    "convert",
+    "read",
+]
 
 LAYOUTS: tuple[Layout, ...] = (
     micronet.LAYOUT,
