@@ -1,14 +1,15 @@
-"""Evaluate: python evaluate.py run=outputs/<run> [which=best|last] | checkpoint=<file> [data_root=<dir>]."""
+"""Evaluate: python evaluate.py run=outputs/<run> [which=best|last] | checkpoint=<file> [data_root=<dir>]
+| checkpoint=<authors' file> model=<name> [model.<knob>=...] data=<dataset> (docs/weights.md)."""
 
 import hydra
 
 from effconv import cli
-from effconv.config import register_configs
+from effconv.config import CONF_DIR, register_configs
 
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg):
     from effconv.engine.evaluation import evaluate_saved
 

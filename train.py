@@ -3,12 +3,12 @@
 import hydra
 
 from effconv import cli
-from effconv.config import register_configs
+from effconv.config import CONF_DIR, register_configs
 
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg):
     from effconv.engine.loop import train
 

@@ -19,7 +19,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from effconv.errors import UserError, unknown_choice
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # shipped inside the package (pip install .)
 GROUPS = ("model", "data", "recipe", "logger", "launcher", "experiment")
 
 
@@ -96,7 +96,7 @@ class TrainConfig:
     data: DataConfig = MISSING
     recipe: RecipeConfig = MISSING
     logger: LoggerConfig = MISSING
-    experiment: Optional[str] = None  # set by conf/experiment/<paper>/<table>.yaml
+    experiment: Optional[str] = None  # set by effconv/conf/experiment/<paper>/<table>.yaml
     table: Any = None  # the table spec of an experiment (rows, columns, paper numbers)
     run_name: str = MISSING
     output_root: str = "outputs"
@@ -128,7 +128,11 @@ class EvalConfig:
     batch_size: int = 256
     throughput_batches: list[int] = field(default_factory=lambda: [1, 64])
     limit_eval_batches: Optional[int] = None
-    output: Optional[str] = None  # where eval.json goes; None = the run dir (or beside the checkpoint)
+    output: Optional[str] = None  # where eval.json goes; None = the run dir, beside the checkpoint, or released/
+    # a checkpoint without a config (the authors' released weights): the network and the dataset to evaluate on
+    # (model=<name> [model.<knob>=...] data=<dataset>); they also replace a train.py checkpoint's own
+    model: Any = None
+    data: Optional[DataConfig] = None
 
 
 MAX_SUFFIX = 120  # file names are limited to 255 bytes; model-data-recipe and a hash fit in the rest
@@ -178,7 +182,7 @@ def check_group_choices(overrides: list[str]) -> None:
         options = group_options(group)
         for choice in value.split(","):
             if choice and choice != "null" and choice not in options:
-                raise unknown_choice(group, choice, options, f"; see conf/{group}/")
+                raise unknown_choice(group, choice, options, f"; see effconv/conf/{group}/")
 
 
 # keys whose values are paths: quoted for Hydra's override grammar, which takes ',' as a sweep list and

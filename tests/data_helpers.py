@@ -14,7 +14,7 @@ def _composed(name: str):
 
 
 def data_cfg(name: str, root=None, **changes):
-    """conf/data/<name>.yaml as train.py composes it, with ``root`` and other keys replaced."""
+    """effconv/conf/data/<name>.yaml as train.py composes it, with ``root`` and other keys replaced."""
     cfg = copy.deepcopy(_composed(name))
     cfg.root = None if root is None else str(root)
     for key, value in changes.items():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import sklearn.datasets
+import torch
 
 import tests.helper_models  # noqa: F401
 from effconv import cli
@@ -40,13 +41,15 @@ def files(tmp_path_factory):
     train(mlp)
     made["mlp_run"] = root / "runs" / "mlp"
     made["mlp_ckpt"] = made["mlp_run"] / "checkpoints" / "last.pt"
+    made["bare"] = root / "state_dict.pth"  # weights alone, as published code bases save them
+    torch.save(torch.load(made["mlp_ckpt"], weights_only=True)["state_dict"], made["bare"])
     made["root"] = root
     return made
 
 
 # id -> (overrides, expected message: a regular expression matched from the start of the line)
 TRAIN = {
-    "unknown-model": (["model=nope"], r"unknown model 'nope'; available: dicenet_010, .*; see conf/model/$"),
+    "unknown-model": (["model=nope"], r"unknown model 'nope'; available: dicenet_010, .*; see effconv/conf/model/$"),
     "unknown-timm-model": (MLP[:1] + ["model.name=nope_net"], r"unknown model 'nope_net' \(did you mean "),
     "model-timm-without-name": (["model=timm"], r"no value for model\.name: set model\.name=<value>"),
     "unknown-dataset": (["data=nope"], r"unknown data 'nope'; available: cifar10, "),
@@ -102,7 +105,9 @@ TRAIN = {
     ),
     "init-from-another-architecture": (
         ["model.init_from={mlp_run}"],
-        r"model\.init_from={mlp_run}: its weights \(test_tiny_mlp\) do not fit this model \(\d+ shape mismatch",
+        r"model\.init_from={mlp_run} does not fit resnet20_cifar: expected an effconv resnet20_cifar state dict with "
+        r"the same knobs or a guoqingbao/Multiception .*; first key that does not fit: 'features\.1\.weight' "
+        r"\(32, 3072\) is not in the model$",
     ),
     "init-from-not-a-run": (["model.init_from={root}"], r"{root} holds no checkpoints/best\.pt or checkpoints/last"),
     "init-from-not-a-checkpoint": (["model.init_from={text}"], r"checkpoint {text} is unreadable"),
@@ -112,6 +117,11 @@ EVALUATE = {
     "evaluate-which": (["run={mlp_run}", "which=middle"], r"which must be best or last \(got middle\)$"),
     "evaluate-run-not-a-directory": (["run=/nonexistent"], r"run=/nonexistent is not a directory; pass a run dire"),
     "evaluate-not-a-checkpoint": (["checkpoint={text}"], r"checkpoint {text} is unreadable"),
+    "evaluate-file-without-config": (
+        ["checkpoint={bare}"],
+        r"checkpoint {bare} holds no config \(it was not written by train\.py\): name the network and the dataset, "
+        r"e\.g\. model=<name> ",
+    ),
 }
 
 

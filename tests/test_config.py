@@ -11,7 +11,7 @@ from effconv.errors import UserError
 @pytest.mark.parametrize("group", ["model", "data", "recipe", "logger", "launcher"])
 def test_every_group_option_composes(group):
     options = group_options(group)
-    assert options, f"conf/{group}/ is empty"
+    assert options, f"effconv/conf/{group}/ is empty"
     for option in options:
         overrides = [f"{group}={option}"] + (["model.name=resnet18"] if (group, option) == ("model", "timm") else [])
         cfg = compose(overrides)

@@ -14,11 +14,12 @@ from timm.models.efficientnet import EfficientNet
 from torch import nn
 
 from effconv import models
+from effconv.config import CONF_DIR
 from effconv.errors import UserError
 from effconv.ops.mixconv import MixConv
 from effconv.profile import count_cost
 from effconv.report.spec import load_spec
-from tests.conftest import REPO, compose
+from tests.conftest import compose
 
 
 def _load_by_order(ours: nn.Module, theirs: nn.Module) -> None:
@@ -152,7 +153,7 @@ def _row_model(table: str, overrides: list[str]) -> dict:
     """A row's model config: its model=<file> plus its model.<knob>=<value> overrides, parsed by Hydra."""
     parsed = OverridesParser.create().parse_overrides(overrides)
     group = next(o.value() for o in parsed if o.key_or_group == "model")
-    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / f"{group}.yaml"))
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{group}.yaml"))
     cfg.update({o.key_or_group.split(".", 1)[1]: o.value() for o in parsed if o.key_or_group.startswith("model.")})
     return cfg
 

@@ -1,6 +1,6 @@
 """Every network users can select builds, runs forward/backward, gives gradients to every parameter.
 
-Parametrised over conf/model/*.yaml, so a new model file is tested as soon as its config exists. Each is
+Parametrised over effconv/conf/model/*.yaml, so a new model file is tested as soon as its config exists. Each is
 built as its config composes it (with the digits dataset's 10 classes) at its config's input size, capped
 at 64 pixels for speed unless the config requires more (``test_img_size`` key is not used: models must run
 at 32 or 64).

@@ -210,7 +210,7 @@ def test_init_from_resets_a_classifier_of_another_size(tmp_path):
     assert torch.equal(state["features.1.weight"], trained["features.1.weight"])
     assert state["fc.weight"].shape == (4, 32) and not torch.equal(state["fc.weight"], trained["fc.weight"][:4])
     wrong = models.create({"name": "resnet20_cifar"}, num_classes=10)
-    with pytest.raises(Exception, match="do not fit this model"):
+    with pytest.raises(Exception, match="does not fit resnet20_cifar: expected an effconv resnet20_cifar state dict"):
         ckpt.init_weights_from(wrong, run_dir(source))
 
 

@@ -55,7 +55,7 @@ def register_dataset(name: str):
 
 def read_split(data_cfg, split: str):
     if data_cfg.name not in READERS:
-        raise unknown_choice("dataset", data_cfg.name, READERS, "; see conf/data/")
+        raise unknown_choice("dataset", data_cfg.name, READERS, "; see effconv/conf/data/")
     return READERS[data_cfg.name](data_cfg, split)
 
 
@@ -84,7 +84,7 @@ def check_output_size(transform, sample: torch.Tensor, data_cfg, train: bool) ->
 
 @dataclass
 class Loaders:
-    train: object
+    train: object | None  # None when built with with_train=False
     eval: object
     classes: list[str]
 
@@ -98,8 +98,11 @@ def build(
     rank: int = 0,
     world_size: int = 1,
     memory_format=torch.contiguous_format,
+    with_train: bool = True,
 ) -> Loaders:
-    """Train and eval loaders for ``data_cfg``: in-memory or streaming, by what the reader returns."""
+    """Train and eval loaders for ``data_cfg``: in-memory or streaming, by what the reader returns.
+
+    ``with_train=False`` (evaluation) reads the evaluation split only; ``Loaders.train`` is then None."""
     from effconv.data.memory import InMemoryLoader
     from effconv.data.transforms import batch_transform
 
@@ -112,8 +115,9 @@ def build(
         "mean": data_cfg.mean,
         "std": data_cfg.std,
     }
-    loaders = []
-    for split, train in ((data_cfg.train_split, True), (data_cfg.eval_split, False)):
+    loaders = [] if with_train else [None]
+    splits = ((data_cfg.train_split, True), (data_cfg.eval_split, False))
+    for split, train in splits if with_train else splits[1:]:
         data = read_split(data_cfg, split)
         if isinstance(data, ImageArrays):
             check_labels(data.labels, data_cfg.num_classes, f"{data_cfg.name} {split}")

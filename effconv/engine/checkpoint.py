@@ -160,34 +160,21 @@ def checkpoint_of(source: str | Path) -> Path:
 
 
 def init_weights_from(model: nn.Module, source: str | Path, use_ema: bool = True, log=print) -> None:
-    """Fine-tuning start: load another run's weights, re-initialising a classifier whose shape differs."""
+    """Fine-tuning start: another run's weights, or a checkpoint in a layout ``effconv.models.formats`` converts
+    (the papers' authors' releases); a classifier of another class count starts from the model's initialisation."""
+    from effconv.models import formats
+
     path = checkpoint_of(source)
-    state = load(path)
-    weights = state.get("state_dict_ema") if use_ema and state.get("state_dict_ema") else state["state_dict"]
-    own = model.state_dict()
-    classifier = _classifier_prefixes(model)
-    mismatched = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
-    foreign = [k for k in mismatched if not k.startswith(classifier)]
-    missing = [k for k in own if k not in weights and not k.startswith(classifier)]
-    if foreign or missing or not any(k in own for k in weights):
-        arch = state.get("arch", "another model")
-        raise UserError(
-            f"model.init_from={source}: its weights ({arch}) do not fit this model "
-            f"({len(foreign)} shape mismatches, {len(missing)} missing tensors); "
-            "init_from needs the same architecture and knobs"
-        )
-    kept = {k: v for k, v in weights.items() if k in own and k not in mismatched}
-    model.load_state_dict(kept, strict=False)
-    reset = sorted({k.rsplit(".", 1)[0] for k in mismatched})
+    weights = formats.read(path)
+    chosen = weights.default if use_ema else weights.raw
+    converted = formats.convert(chosen, model, f"model.init_from={source}")
+    model.load_state_dict(converted.state_dict)
+    classifier = formats.classifier_prefixes(model)
+    new_head = [m for m in converted.kept if f"{m}.".startswith(classifier)]
+    untrained = [m for m in converted.kept if m not in new_head]
+    origin = "" if converted.layout == "effconv" else f", {converted.layout} layout"
     log(
-        f"initialised from {path} ({'EMA' if weights is state.get('state_dict_ema') else 'raw'} weights)"
-        + (f"; new classifier: {', '.join(reset)}" if reset else "")
+        f"initialised from {path} ({'EMA' if chosen is weights.ema else 'raw'} weights{origin})"
+        + (f"; new classifier: {', '.join(new_head)}" if new_head else "")
+        + (f"; not in the file, left to train: {', '.join(untrained)}" if untrained else "")
     )
-
-
-def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
-    """State-dict prefix of the classifier, found through timm's get_classifier()."""
-    get = getattr(model, "get_classifier", None)
-    head = get() if callable(get) else None
-    names = [name for name, m in model.named_modules() if head is not None and m is head and name]
-    return tuple(f"{n}." for n in names) or ("fc.", "classifier.", "head.")

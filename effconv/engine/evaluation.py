@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from effconv.engine.runtime import Runtime, all_reduce_sum
+from effconv.errors import UserError
 
 
 @torch.no_grad()
@@ -40,19 +44,48 @@ def evaluate(model: nn.Module, loader, runtime: Runtime, limit_batches: int | No
     return {"loss": loss / count, "top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count}
 
 
+RELEASED_DIR = Path("outputs") / "released"
+
+
+def run_config(eval_cfg, stored: dict | None, path: Path) -> DictConfig:
+    """The model and data to evaluate a checkpoint with: the command line's model= / data=, else the ones a
+    train.py checkpoint stores; a file without either (released weights) must be told both."""
+    cfg = OmegaConf.create(stored or {})
+    for group in ("model", "data"):
+        if eval_cfg.get(group) is not None:
+            cfg[group] = OmegaConf.to_container(eval_cfg[group])  # resolved in the merged config
+    if "model" not in cfg or "data" not in cfg:
+        raise UserError(
+            f"checkpoint {path} holds no config (it was not written by train.py): name the network and the "
+            "dataset, e.g. model=<name> [model.<knob>=<value> ...] data=<dataset> (docs/weights.md)"
+        )
+    return cfg
+
+
+def load_for_evaluation(model: nn.Module, state_dict: dict, path: Path) -> str:
+    """Load weights of any known layout; evaluation needs every tensor from the file. Returns the layout."""
+    from effconv.models import formats
+
+    converted = formats.convert(state_dict, model, f"checkpoint {path}")
+    if converted.kept:
+        raise UserError(
+            f"checkpoint {path} has no weights of the right shape for {', '.join(converted.kept)} of "
+            f"{formats.architecture(model)} (another class count?): evaluate it on the dataset it was trained "
+            "for, or fine-tune it with train.py model.init_from=<file>"
+        )
+    model.load_state_dict(converted.state_dict)
+    return converted.layout
+
+
 def evaluate_saved(eval_cfg) -> dict:
     """evaluate.py: top-1/top-5 (raw and EMA), params, MAdds and images/s of a run's or a file's checkpoint."""
     import json
-    from pathlib import Path
-
-    from omegaconf import OmegaConf
 
     from effconv import models
-    from effconv.engine import checkpoint as ckpt
     from effconv.engine.datafiles import build_loaders
     from effconv.engine.outputs import write_json_atomic
     from effconv.engine.runtime import setup
-    from effconv.errors import UserError
+    from effconv.models import formats
     from effconv.profile import count_cost, measure_throughput
 
     if bool(eval_cfg.run) == bool(eval_cfg.checkpoint):
@@ -68,20 +101,18 @@ def evaluate_saved(eval_cfg) -> dict:
             raise UserError(f"{path} does not exist; the run has not finished an epoch yet")
     else:
         path = Path(eval_cfg.checkpoint)
-    state = ckpt.load(path)
-    run_cfg = OmegaConf.create(state.get("config") or {})
-    if "model" not in run_cfg or "data" not in run_cfg:
-        raise UserError(f"checkpoint {path} holds no config; evaluate checkpoints written by train.py")
+    saved = formats.read(path)
+    run_cfg = run_config(eval_cfg, saved.config, path)
     if eval_cfg.data_root is not None:
         run_cfg.data.root = eval_cfg.data_root
     rt = setup(
         eval_cfg.device, run_cfg.get("amp", "none"), run_cfg.get("seed", 0), False, run_cfg.get("channels_last", True)
     )
-    model_cfg = {k: v for k, v in OmegaConf.to_container(run_cfg.model).items() if k != "init_from"}
+    model_cfg = {k: v for k, v in OmegaConf.to_container(run_cfg.model, resolve=True).items() if k != "init_from"}
     model = models.create(model_cfg, run_cfg.data.num_classes)
     input_size = (3, run_cfg.data.img_size, run_cfg.data.img_size)
     cost = count_cost(model, input_size)
-    model.load_state_dict(state["state_dict"])
+    weights = load_for_evaluation(model, saved.raw, path)
     model.to(rt.device, memory_format=rt.memory_format)
     loaders = build_loaders(
         run_cfg.data,
@@ -90,11 +121,12 @@ def evaluate_saved(eval_cfg) -> dict:
         rt.device,
         run_cfg.get("seed", 0),
         memory_format=rt.memory_format,
+        with_train=False,
     )
     raw = evaluate(model, loaders.eval, rt, eval_cfg.limit_eval_batches)
     result = {
         "checkpoint": str(path),
-        "epoch": state.get("epoch"),
+        "epoch": saved.epoch,
         "model": run_cfg.model.name,
         "data": run_cfg.data.name,
         "top1": raw["top1"],
@@ -102,9 +134,13 @@ def evaluate_saved(eval_cfg) -> dict:
         "loss": raw["loss"],
         "raw_top1": raw["top1"],
         "raw_top5": raw["top5"],
+        "weights": weights,  # effconv, or the published layout the file came in
+        "released": saved.config is None,  # weights from elsewhere (no train.py config): effconv.report.released
+        "model_cfg": model_cfg,
+        "img_size": run_cfg.data.img_size,
     }
-    if state.get("state_dict_ema"):
-        model.load_state_dict(state["state_dict_ema"])
+    if saved.ema is not None:
+        load_for_evaluation(model, saved.ema, path)
         ema = evaluate(model, loaders.eval, rt, eval_cfg.limit_eval_batches)
         result.update(top1=ema["top1"], top5=ema["top5"], ema_top1=ema["top1"], ema_top5=ema["top5"])
     result.update(
@@ -131,7 +167,15 @@ def evaluate_saved(eval_cfg) -> dict:
         for b in eval_cfg.throughput_batches
     }
     result["device"] = str(rt.device)
-    out = Path(eval_cfg.output) if eval_cfg.output else (run_dir if eval_cfg.run else path.parent) / "eval.json"
+    if eval_cfg.output:
+        out = Path(eval_cfg.output)
+    elif eval_cfg.run:
+        out = run_dir / "eval.json"
+    elif result["released"]:  # where the report looks for them (effconv.report.released)
+        out = RELEASED_DIR / f"{result['model']}-{result['data']}-{path.stem}" / "eval.json"
+    else:
+        out = path.parent / "eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, result)
     print(json.dumps({k: result[k] for k in ("top1", "top5", "params_m", "madds_m", "images_per_s")}), flush=True)
     print(f"wrote {out}", flush=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import timm
-from timm.models import register_model
+from timm.models import build_model_with_cfg, register_model
 from torch import nn
 
 from effconv.errors import UserError, close_matches, unknown_choice
@@ -22,8 +22,6 @@ from effconv.errors import UserError, close_matches, unknown_choice
 # model-config keys that are not constructor knobs
 RESERVED_KEYS = ("name", "init_from")
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
-# what timm.create_model hands every entrypoint besides the knobs
-_TIMM_ONLY_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
 
 def register(name: str, builder: Callable[..., nn.Module], **fixed: Any) -> None:
@@ -34,12 +32,19 @@ def register(name: str, builder: Callable[..., nn.Module], **fixed: Any) -> None
     if name in _BUILDERS or (timm.is_model(name) and name not in _BUILDERS):
         raise ValueError(f"model name '{name}' is already registered")
 
-    def entry(pretrained: bool = False, **knobs):
-        if pretrained:
-            raise UserError(f"{name} has no pretrained weights; use model.init_from=<checkpoint or run dir>")
-        for key in _TIMM_ONLY_KWARGS:
-            knobs.pop(key, None)
-        return builder(**{**fixed, **knobs})
+    def entry(pretrained: bool = False, pretrained_cfg=None, **knobs):
+        from effconv.models.formats import checkpoint_filter_fn
+
+        # we publish no weights: pretrained=True loads pretrained_cfg_overlay=dict(file=...) (effconv/models/formats)
+        cfg = pretrained_cfg or {"num_classes": _default_num_classes(builder, fixed)}
+        return build_model_with_cfg(
+            builder,
+            name,
+            pretrained,
+            pretrained_cfg=cfg,
+            pretrained_filter_fn=checkpoint_filter_fn,
+            **{**fixed, **knobs},
+        )
 
     entry.__name__ = name
     entry.__qualname__ = name
@@ -47,6 +52,13 @@ def register(name: str, builder: Callable[..., nn.Module], **fixed: Any) -> None
     entry.__doc__ = f"{name}: {builder.__name__}({', '.join(f'{k}={v!r}' for k, v in fixed.items())})"
     _BUILDERS[name] = builder
     register_model(entry)
+
+
+def _default_num_classes(builder: Callable[..., nn.Module], fixed: dict) -> int:
+    """The builder's own default (timm would otherwise pass its pretrained cfg's 1000)."""
+    parameter = inspect.signature(builder).parameters.get("num_classes")
+    default = parameter.default if parameter is not None else inspect.Parameter.empty
+    return fixed.get("num_classes", 1000 if default is inspect.Parameter.empty else default)
 
 
 def our_models() -> list[str]:
@@ -65,7 +77,9 @@ def create(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
     """Build ``model_cfg['name']`` with the remaining keys as knobs; errors are one line."""
     name = model_cfg.get("name")
     if not name or name == "???":
-        raise UserError("no model name: pick model=<name> (see conf/model/) or model=timm model.name=<timm name>")
+        raise UserError(
+            "no model name: pick model=<name> (see effconv/conf/model/) or model=timm model.name=<timm name>"
+        )
     if not timm.is_model(name):
         raise unknown_choice(
             "model", name, our_models() + timm.list_models(), " and timm.list_models()", listed=our_models()

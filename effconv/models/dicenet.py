@@ -30,7 +30,7 @@ At 224 px and 1000 classes they equal the authors' models exactly (tests/test_di
 1.8056 M params, 70.710 M MAdds; s = 2.4: 5.1136 M, 297.941 M.
 
 Widths of the paper's Table 1-3 rows on this skeleton, found by search
-(``python -m effconv.width_search``; rows in conf/experiment/dicenet/table{1,2,3}.yaml), MAdds at 224 px
+(``python -m effconv.width_search``; rows in effconv/conf/experiment/dicenet/table{1,2,3}.yaml), MAdds at 224 px
 (paper FLOPs in brackets): ShuffleNetV2 SC (``shufflenet_v2``) 0.5 / 1.0 / 1.5 -> 40.48 [41] / 142.62 [146] /
 292.95 [292]; DU (DiCENet) 0.75 / 1.415 / 2.4 -> 46.83 [46] / 123.11 [122] / 297.94 [298]; Table 2
 DWise + SE 1.63 -> 138.80 [140], DWise + PW + SE 1.225 -> 147.66 [146], DWise + DimFuse 1.585 -> 137.89
@@ -248,6 +248,9 @@ class DiCENet(SkeletonNet):
             setattr(self, f"level{index + 3}", nn.Sequential(*blocks))
             in_ch = width
         self._build_head(in_ch, c5, head, head_groups, drop_rate, num_classes)
+        # timm's features_only: the output of each level (EdgeNets' segmentation networks use levels 1-4)
+        widths = (c0, c1, *levels[:2], c5 if head == "conv5" else levels[2])
+        self.feature_info = [{"num_chs": c, "reduction": 2**i, "module": f"level{i}"} for i, c in enumerate(widths, 1)]
 
 
 for _s in DICENET_CHANNELS:

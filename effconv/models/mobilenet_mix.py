@@ -7,7 +7,7 @@ al. 2018) becomes a k x k depth-wise conv (Fig. 1, k = 3..13) or a MixConv with 
 MobileNet code for these studies is not public; the networks follow the MobileNet papers and
 torchvision/timm (MobileNetV2 1.0: 3.5049 M params, 300.8 MAdds, as timm's ``mobilenetv2_100``).
 
-Knobs (``conf/model/mobilenetv{1,2}_mix.yaml``):
+Knobs (``effconv/conf/model/mobilenetv{1,2}_mix.yaml``):
 
 * ``kernel``: the depth-wise kernel when ``groups`` = 1 (default 3); with ``groups`` > 1 the kernels are
   3..2g+1, so ``kernel`` may only repeat the largest (the x-axis of Fig. 4) or stay null.

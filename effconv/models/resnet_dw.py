@@ -20,7 +20,7 @@ code for this family (reference-architectures §1.1), so everything beyond the p
 choice (PReLU as in the authors' other networks, the shortcut, the base widths).
 
 Widths of the paper's rows, found by search (``python -m effconv.width_search``; rows in
-conf/experiment/dicenet/table{1,2,3}.yaml, checked in tests/test_dice_families.py), MAdds at 224 px, 1000
+effconv/conf/experiment/dicenet/table{1,2,3}.yaml, checked in tests/test_dice_families.py), MAdds at 224 px, 1000
 classes (paper FLOPs in brackets):
 
 | row | width_mult (mid) | MAdds (M) | params (M) |

@@ -5,7 +5,9 @@
     python -m effconv.report outputs/<run> [...]                     a plain table of runs
 
 Params/MAdds are computed from the models (no training needed); accuracy comes from the results.json files
-of the table's runs under ``outputs/<paper>/<table>/`` (and ``--runs``). Markdown goes to stdout and, with the
+of the table's runs under ``outputs/<paper>/<table>/`` (and ``--runs``); a row without runs shows the evaluation
+of the authors' released weights under ``outputs/released/`` (and ``--runs``) when there is one, marked †
+(effconv/report/released.py). Markdown goes to stdout and, with the
 CSV and a top-1 vs MAdds plot, to ``--out`` (default ``outputs/reports``).
 """
 
@@ -15,22 +17,24 @@ import argparse
 import sys
 from pathlib import Path
 
-from effconv.config import group_options
+from effconv.config import CONF_DIR, group_options
 from effconv.errors import UserError
 
 
 def _tables() -> list[str]:
-    return [e for e in group_options("experiment") if "table:" in (Path("conf/experiment") / f"{e}.yaml").read_text()]
+    return [e for e in group_options("experiment") if "table:" in (CONF_DIR / "experiment" / f"{e}.yaml").read_text()]
 
 
 def render_experiment(name: str, static: bool, roots: list[Path], out: Path) -> str:
     from effconv.report.collect import load_results
+    from effconv.report.released import load_released
     from effconv.report.render import build_table, plot, to_csv, to_markdown
     from effconv.report.spec import load_spec
 
     spec = load_spec(name)
     results = [] if static else load_results([r / name for r in roots] + roots[1:])
-    table = build_table(spec, results, static)
+    released = [] if static else load_released([roots[0] / "released", *roots[1:]])
+    table = build_table(spec, results, static, released)
     markdown = to_markdown(table)
     stem = out / name.replace("/", "_")
     stem.parent.mkdir(parents=True, exist_ok=True)

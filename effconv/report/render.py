@@ -10,6 +10,7 @@ from pathlib import Path
 from effconv.errors import UserError
 from effconv.report.collect import runs_of
 from effconv.report.columns import COLUMNS, Cell, RowContext, cell
+from effconv.report.released import MARK, footnote, released_for
 from effconv.report.spec import TableSpec
 from effconv.report.summaries import SUMMARIES
 
@@ -20,13 +21,14 @@ class Table:
     static_only: bool
     cells: dict[str, dict[str, Cell]] = field(default_factory=dict)  # row name -> column -> cell
     runs: dict[str, int] = field(default_factory=dict)  # row name -> runs found
+    released: dict[str, list[dict]] = field(default_factory=dict)  # row name -> released weights' evaluations
 
     @property
     def columns(self):
         return [COLUMNS[c] for c in self.spec.columns]
 
 
-def build_table(spec: TableSpec, results: list[dict], static_only: bool) -> Table:
+def build_table(spec: TableSpec, results: list[dict], static_only: bool, released: list[dict] = ()) -> Table:
     unknown = [c for c in spec.columns if c not in COLUMNS]
     if unknown:
         raise UserError(f"table {spec.experiment}: unknown columns {unknown}; known: {sorted(COLUMNS)}")
@@ -35,6 +37,10 @@ def build_table(spec: TableSpec, results: list[dict], static_only: bool) -> Tabl
         ctx = RowContext(spec, row)
         runs = [] if static_only else runs_of(row, spec, results)
         table.runs[row.name] = len(runs)
+        if not static_only and not runs and released:  # effconv.report.released: each fills its first row
+            runs = released_for(ctx.cfg, [e for e in released if not any(e in v for v in table.released.values())])
+            if runs:
+                table.released[row.name] = runs
         table.cells[row.name] = {c.name: cell(c, ctx, runs, spec.metric) for c in table.columns}
     return table
 
@@ -90,7 +96,10 @@ def body(table: Table) -> list[list[str]]:
         line = [row.name]
         for c in table.columns:
             x = table.cells[row.name][c.name]
-            line += [_ours(x, c.digits), _num(x.paper, c.digits), _delta(x, c, table.spec.tolerances.get(c.name))]
+            ours = _ours(x, c.digits)
+            if row.name in table.released and c.from_run is not None and x.ours is not None:
+                ours += f" {MARK}"
+            line += [ours, _num(x.paper, c.digits), _delta(x, c, table.spec.tolerances.get(c.name))]
         if with_relative:
             line.append(f"{_relative(table, row)} vs {row.relative_to}" if row.relative_to else "")
         lines.append(line)
@@ -107,7 +116,8 @@ def to_markdown(table: Table) -> str:
             "static columns only (no runs read)."
             if table.static_only
             else f"accuracy is the {spec.metric} epoch of each run, mean ± std over seeds; runs found: "
-            f"{sum(table.runs.values())}."
+            f"{sum(table.runs.values())}"
+            + (f"; rows from released weights ({MARK}): {len(table.released)}." if table.released else ".")
         ),
         "",
     ]
@@ -117,6 +127,8 @@ def to_markdown(table: Table) -> str:
     out += ["| " + " | ".join(line) + " |" for line in body(table)]
     notes = list(spec.notes) + [SUMMARIES[name](table) for name in spec.summaries]
     notes += [f"{row.name}: {row.note}" for row in spec.rows if row.note]
+    if table.released:
+        notes.append(footnote(table.released))
     if notes:
         out += [""] + [f"- {n}" for n in notes]
     return "\n".join(out) + "\n"

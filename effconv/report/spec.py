@@ -1,4 +1,4 @@
-"""Table specs: the ``table:`` node of ``conf/experiment/<paper>/<table>.yaml`` as data.
+"""Table specs: the ``table:`` node of ``effconv/conf/experiment/<paper>/<table>.yaml`` as data.
 
 A row names the overrides that make it (the same ones the table sweeper launches) and the paper's own
 numbers; ``relative_to`` adds a column of params/MAdds change against another row (e.g. the
@@ -53,7 +53,7 @@ def override_key(line: str) -> str:
 def load_spec(experiment: str) -> TableSpec:
     options = group_options("experiment")
     if experiment not in options:
-        raise unknown_choice("experiment", experiment, options, "; see conf/experiment/")
+        raise unknown_choice("experiment", experiment, options, "; see effconv/conf/experiment/")
     cfg = compose([f"+experiment={experiment}"])
     table = cfg.get("table")
     if not table or not table.get("rows"):

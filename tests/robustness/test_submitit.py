@@ -1,5 +1,5 @@
 """Sweeps through Hydra's submitit launcher, run locally (``launcher=submitit_local``: the code path of
-``launcher=slurm`` without a cluster), and ``conf/launcher/slurm.yaml`` rendered into sbatch flags.
+``launcher=slurm`` without a cluster), and ``effconv/conf/launcher/slurm.yaml`` rendered into sbatch flags.
 
 A 2-job sweep, each job 2 tasks = 2 DDP ranks (submitit's distributed environment, as on a SLURM node).
 Pre-emption: submitit's signal (SIGUSR2) reaches rank 0 of one job mid-epoch. Both ranks stop at the same
@@ -84,7 +84,7 @@ def test_local_sweep_requeues_a_preempted_ddp_job_which_resumes(tmp_path):
 
 
 def test_slurm_launcher_config_maps_to_sbatch_flags(tmp_path, monkeypatch):
-    """conf/launcher/slurm.yaml handed to submitit as the plugin does (BaseQueueConf keys as they are, the
+    """effconv/conf/launcher/slurm.yaml handed to submitit as the plugin does (BaseQueueConf keys as they are, the
     others prefixed with ``slurm_``): one task per GPU, the pre-emption signal, requeue allowed."""
     import submitit
     from hydra.core.hydra_config import HydraConfig
