@@ -118,7 +118,7 @@ def level_channels(width_mult: float, table: str = "dicenet") -> tuple[int, ...]
 def _concat_shuffle(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     """channel_shuffle(cat(left, right), 2): one interleaving copy when the halves are equal, else two."""
     if left.shape[1] == right.shape[1]:
-        return interleave(left, right)
+        return interleave([left, right])
     return channel_shuffle(torch.cat((left, right), dim=1), 2)
 
 
