@@ -50,20 +50,26 @@ CODE = {  # the authors' code our networks were checked against
 
 
 def dataset_cfgs(
-    name: str, paper: str, datasets: list[str], stride: int, first_conv: str, classifier: str | tuple[str, ...]
+    name: str,
+    paper: str | None,
+    datasets: list[str],
+    stride: int | None,
+    first_conv: str | None,
+    classifier: str | tuple[str, ...],
 ) -> dict[str, dict]:
     """``{'<name>.<dataset>': cfg}`` for timm's ``generate_default_cfgs``; the first dataset is the default.
 
-    ``stride``: the network's total stride, which gives the final feature map (``pool_size``).
+    ``stride``: the network's total stride, which gives the final feature map (``pool_size``; None: the
+    network has none). ``paper`` None: a network of no paper (test models).
     """
-    if paper not in PAPERS:
+    if paper is not None and paper not in PAPERS:
         raise ValueError(f"unknown paper '{paper}'; known: {', '.join(PAPERS)}")
-    paper_name, paper_id = PAPERS[paper]
+    paper_name, paper_id = PAPERS.get(paper, (None, None))
     cfgs = {}
     for i, dataset in enumerate(datasets):
         size, classes, mean, std, crop_pct = DATASETS[dataset]
         mean, std = PAPER_NORMALISATION.get((paper, dataset), (mean, std))
-        final = math.ceil(size / stride)
+        final = math.ceil(size / stride) if stride else None
         cfgs[f"{name}.{dataset}" + ("*" if i == 0 else "")] = {
             "input_size": (3, size, size),
             "num_classes": classes,
@@ -71,7 +77,7 @@ def dataset_cfgs(
             "std": std,
             "crop_pct": crop_pct,
             "interpolation": "bilinear",
-            "pool_size": (final, final),
+            "pool_size": (final, final) if final else None,
             "first_conv": first_conv,
             "classifier": classifier,
             "paper_name": paper_name,
