@@ -240,3 +240,16 @@ def test_global_pool_and_drop_path_knobs():
     assert drop == pytest.approx([0.2 * i / 8 for i in range(1, 9)])  # the first block's rate is 0: no module
     with pytest.raises(ValueError, match="grouped head"):
         timm.create_model("dicenet_050", global_pool="catavgmax")
+
+
+def test_dicenet_features_at_sizes_it_was_not_built_for():
+    """DiCE units resample (paper Sec. 3.3): a backbone built for 224 px (or 64 px) gives every level at any
+    input size, non-square included, at ceil(size / stride)."""
+    for img_size, size in ((224, (80, 112)), (64, (96, 72))):
+        backbone = timm.create_model("dicenet_050", img_size=img_size, features_only=True).eval()
+        with torch.no_grad():
+            levels = backbone(torch.randn(1, 3, *size))
+        assert [lvl.shape[1:] for lvl in levels] == [
+            (c, math.ceil(size[0] / r), math.ceil(size[1] / r))
+            for c, r in zip(backbone.feature_info.channels(), backbone.feature_info.reduction())
+        ]
