@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import torch
+from timm.models import generate_default_cfgs
 from torch import nn
 
 from effconv.models import our_models, register
 from effconv.models.base import ClassifierNet
+from effconv.models.pretrained_cfgs import dataset_cfgs
 
 
 class TinyMLP(ClassifierNet):
@@ -47,5 +49,6 @@ class TinyMLP(ClassifierNet):
         return out
 
 
+default_cfgs = generate_default_cfgs(dataset_cfgs("test_tiny_mlp", None, ["digits"], None, None, "fc"))
 if "test_tiny_mlp" not in our_models():
     register("test_tiny_mlp", TinyMLP)

@@ -114,7 +114,7 @@ def test_interleave_equals_concat_then_shuffle(channels_last):
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     parts = [torch.randn(2, 5, 3, 4).contiguous(memory_format=fmt) for _ in range(3)]
-    got = interleave(*parts)
+    got = interleave(parts)
     assert torch.equal(got, channel_shuffle(torch.cat(parts, 1), 3))
     assert got.is_contiguous(memory_format=fmt)
 

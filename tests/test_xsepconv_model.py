@@ -24,7 +24,7 @@ def build(**knobs):
 def test_dw_is_timm_mobilenetv3_small_100():
     """Same layers, same state-dict, same init and outputs from the same seed, at ImageNet strides."""
     torch.manual_seed(0)
-    ours = build(dw="dw", small_input="none").eval()
+    ours = build(dw="dw", small_input="none", num_classes=1000).eval()
     torch.manual_seed(0)
     ref = timm.create_model("mobilenetv3_small_100").eval()
     ours_sd, ref_sd = ours.state_dict(), ref.state_dict()
@@ -38,7 +38,7 @@ def test_dw_is_timm_mobilenetv3_small_100():
 
 @pytest.mark.parametrize("width,timm_name", [(0.5, "mobilenetv3_small_050"), (0.75, "mobilenetv3_small_075")])
 def test_width_multiplier_is_timms(width, timm_name):
-    ours, ref = build(dw="dw", width_mult=width), timm.create_model(timm_name)
+    ours, ref = build(dw="dw", width_mult=width, num_classes=1000), timm.create_model(timm_name)
     assert [v.shape for v in ours.state_dict().values()] == [v.shape for v in ref.state_dict().values()]
 
 

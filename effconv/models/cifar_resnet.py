@@ -30,11 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from timm.layers import SEModule
+from timm.layers import DropPath, SEModule
+from timm.models import generate_default_cfgs
 from torch import nn
 
 from effconv.models import register
-from effconv.models.base import ClassifierNet, init_kaiming
+from effconv.models.base import ClassifierNet, drop_path_rates, init_kaiming
+from effconv.models.pretrained_cfgs import dataset_cfgs
 from effconv.models.replaced_conv import replaced_conv
 from effconv.ops import create_unit
 from effconv.ops.common import ConvBnAct
@@ -44,7 +46,9 @@ KERNEL_SETS = ((3, 5, 7), (3, 5), (3, 3))
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, stride: int, unit: str, kernel_size, se_reduction: int = 0):
+    def __init__(
+        self, in_ch: int, out_ch: int, stride: int, unit: str, kernel_size, se_reduction: int = 0, drop_path=0.0
+    ):
         super().__init__()
         self.conv1 = create_unit(unit, in_ch, out_ch, stride=stride, kernel_size=kernel_size)
         self.conv2 = ConvBnAct(out_ch, out_ch, 3, act=None)
@@ -53,10 +57,11 @@ class BasicBlock(nn.Module):
         self.shortcut = nn.Identity()
         if stride != 1 or in_ch != out_ch:
             self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x):
         out = self.se(self.conv2(self.act(self.conv1(x))))
-        return self.act(out + self.shortcut(x))
+        return self.act(self.drop_path(out) + self.shortcut(x))
 
 
 class CifarResNet(ClassifierNet):
@@ -71,23 +76,30 @@ class CifarResNet(ClassifierNet):
         stem_stride: int = 1,
         se_reduction: int = 0,
         drop_rate: float = 0.0,
+        global_pool: str = "avg",
+        drop_path_rate: float = 0.0,
     ):
         super().__init__()
+        self.in_chans = in_chans
         if len(widths) != len(KERNEL_SETS):
             raise ValueError(f"widths needs {len(KERNEL_SETS)} stages, got {list(widths)}")
         if se_reduction < 0 or (se_reduction and min(widths) // se_reduction < 1):
             raise ValueError(f"se_reduction must be 0 (no SE) or at most {min(widths)}, got {se_reduction}")
         unit, stage_kernels = replaced_conv(conv, kernels, KERNEL_SETS)
         layers = [ConvBnAct(in_chans, widths[0], 3, stride=stem_stride)]
+        outputs = [("features.0", widths[0], stem_stride)]  # (module, channels, stride) of each layer
+        rates = drop_path_rates(drop_path_rate, len(widths) * blocks_per_stage)
         in_ch = widths[0]
         for stage, (width, kernel) in enumerate(zip(widths, stage_kernels)):
             for i in range(blocks_per_stage):
                 stride = 2 if stage > 0 and i == 0 else 1
-                layers.append(BasicBlock(in_ch, width, stride, unit, kernel, se_reduction))
+                layers.append(BasicBlock(in_ch, width, stride, unit, kernel, se_reduction, rates[len(layers) - 1]))
+                outputs.append((f"features.{len(layers) - 1}", width, stride))
                 in_ch = width
         self.features = nn.Sequential(*layers)
         self.num_features = in_ch
-        self._init_head(num_classes, drop_rate)
+        self._init_head(num_classes, drop_rate, global_pool)
+        self._init_feature_info(outputs)
         # the authors call nn.init.kaiming_normal_ with its defaults: fan_in, gain sqrt(2)
         init_kaiming(self, mode="fan_in")
         for m in self.modules():
@@ -96,6 +108,19 @@ class CifarResNet(ClassifierNet):
                 m.fc2.reset_parameters()
 
 
-register("resnet20_cifar", CifarResNet, blocks_per_stage=3)
-register("resnet50_cifar", CifarResNet, blocks_per_stage=8)
-register("seresnet56_cifar", CifarResNet, blocks_per_stage=9, se_reduction=8)
+# the datasets of the Multiception tables (conf/experiment/multiception/); resnet20_cifar is also the
+# project's default model (digits)
+default_cfgs = generate_default_cfgs(
+    {
+        **dataset_cfgs("resnet20_cifar", "multiception", ["cifar10", "digits"], 4, "features.0.0", "fc"),
+        **dataset_cfgs(
+            "resnet50_cifar", "multiception", ["cifar10", "cifar100", "stl10", "imagenet32"], 4, "features.0.0", "fc"
+        ),
+        **dataset_cfgs("seresnet56_cifar", "multiception", ["cifar10"], 4, "features.0.0", "fc"),
+    }
+)
+THREE_LEVELS = {"out_indices": (0, 1, 2)}  # one level per resolution: 32, 16, 8 px at 32 px
+
+register("resnet20_cifar", CifarResNet, THREE_LEVELS, blocks_per_stage=3)
+register("resnet50_cifar", CifarResNet, THREE_LEVELS, blocks_per_stage=8)
+register("seresnet56_cifar", CifarResNet, THREE_LEVELS, blocks_per_stage=9, se_reduction=8)

@@ -30,7 +30,7 @@ At 224 px and 1000 classes they equal the authors' models exactly (tests/test_di
 1.8056 M params, 70.710 M MAdds; s = 2.4: 5.1136 M, 297.941 M.
 
 Widths of the paper's Table 1-3 rows on this skeleton, found by search
-(``python -m effconv.width_search``; rows in effconv/conf/experiment/dicenet/table{1,2,3}.yaml), MAdds at 224 px
+(``python -m effconv.width_search``; rows in conf/experiment/dicenet/table{1,2,3}.yaml), MAdds at 224 px
 (paper FLOPs in brackets): ShuffleNetV2 SC (``shufflenet_v2``) 0.5 / 1.0 / 1.5 -> 40.48 [41] / 142.62 [146] /
 292.95 [292]; DU (DiCENet) 0.75 / 1.415 / 2.4 -> 46.83 [46] / 123.11 [122] / 297.94 [298]; Table 2
 DWise + SE 1.63 -> 138.80 [140], DWise + PW + SE 1.225 -> 147.66 [146], DWise + DimFuse 1.585 -> 137.89
@@ -56,13 +56,18 @@ import math
 from collections.abc import Sequence
 
 import torch
+from timm.layers import SelectAdaptivePool2d
+from timm.models import checkpoint_seq, generate_default_cfgs
 from torch import nn
 
 from effconv.models import register
-from effconv.models.base import ClassifierNet, init_kaiming
+from effconv.models.base import ClassifierNet, init_kaiming, new_layer
+from effconv.models.pretrained_cfgs import dataset_cfgs
 from effconv.models.unit_host import host_unit, pair, strided
 from effconv.ops.common import ConvBnAct, channel_shuffle, interleave
 from effconv.ops.dice import first_pointwise
+
+torch.fx.wrap("interleave")  # a leaf where the blocks call it (see effconv.ops.common)
 
 REPEATS = (3, 7, 3)
 # [c0, c1, c2, c3, c4, c5] per width: EdgeNets dicenet_config.py (s = 0.1 is commented out there)
@@ -115,10 +120,10 @@ def level_channels(width_mult: float, table: str = "dicenet") -> tuple[int, ...]
     return c0, c0, c2, 2 * c2, 4 * c2, interpolate(5, 8)
 
 
-def _concat_shuffle(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+def _concat_shuffle(left: torch.Tensor, right: torch.Tensor, equal_halves: bool) -> torch.Tensor:
     """channel_shuffle(cat(left, right), 2): one interleaving copy when the halves are equal, else two."""
-    if left.shape[1] == right.shape[1]:
-        return interleave(left, right)
+    if equal_halves:
+        return interleave([left, right])
     return channel_shuffle(torch.cat((left, right), dim=1), 2)
 
 
@@ -135,9 +140,10 @@ class ChannelSplitBlock(nn.Module):
             first_pointwise(first, right_in, right_out),
             host_unit(conv, right_out, right_out, 1, size, variant, optional),
         )
+        self.equal_halves = self.left == right_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _concat_shuffle(x[:, : self.left], self.branch(x[:, self.left :]))
+        return _concat_shuffle(x[:, : self.left], self.branch(x[:, self.left :]), self.equal_halves)
 
 
 class StridedBlock(nn.Module):
@@ -156,13 +162,14 @@ class StridedBlock(nn.Module):
             self.right = nn.Sequential(first_pointwise(first, c, c), host_unit(conv, c, c, 2, size, variant, optional))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _concat_shuffle(self.left(x), self.right(x))
+        return _concat_shuffle(self.left(x), self.right(x), True)
 
 
 class SkeletonNet(ClassifierNet):
     """DiCENet's skeleton (paper Table 8): level1 .. level5, then the grouped or the conv5 head.
 
-    Subclasses build ``level1`` .. ``level5`` and call ``_build_head``.
+    Subclasses build ``level1`` .. ``level5`` and call ``_build_head``. The five levels are the feature
+    levels (total strides 2 .. 32), as EdgeNets' detection and segmentation networks take them.
     """
 
     def _build_head(
@@ -173,38 +180,65 @@ class SkeletonNet(ClassifierNet):
         head_groups: int,
         drop_rate: float | None,
         num_classes: int,
+        global_pool: str = "avg",
     ) -> None:
         if head == "grouped" and (in_ch % head_groups or head_channels % head_groups):
             raise ValueError(f"head_groups={head_groups} must divide {in_ch} and {head_channels}")
         grouped = head == "grouped"
         self.head_proj = nn.Conv2d(in_ch, head_channels, 1, groups=head_groups, bias=False) if grouped else None
         self.num_features = in_ch if grouped else head_channels
-        self.head_hidden_size = head_channels
         if drop_rate is None:  # the authors' rule
             drop_rate = 0.2 if self.width_mult > 1 else (0.1 if grouped else 0.0)
         self.drop_rate = drop_rate
+        self.grad_checkpointing = False
         self.head_drop = nn.Dropout(drop_rate)
         init_kaiming(self)
-        self.reset_classifier(num_classes)
+        self.reset_classifier(num_classes, global_pool)
+        widths = [*self.channels[:4], self.num_features]  # level5 ends with conv5 in the conv5 head
+        self._init_feature_info([(f"level{i + 1}", width, 2) for i, width in enumerate(widths)])
+
+    def feature_layers(self) -> list[tuple[str, nn.Module]]:
+        return [(f"level{i}", getattr(self, f"level{i}")) for i in range(1, 6)]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        for level in (self.level1, self.level2, self.level3, self.level4, self.level5):
-            x = level(x)
-        return x
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint_seq([self.level1, self.level2, self.level3, self.level4, self.level5], x)
+        x = self.level1(x)
+        x = self.level2(x)
+        x = self.level3(x)
+        x = self.level4(x)
+        return self.level5(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.mean((2, 3), keepdim=True)
-        if self.head_proj is not None:
+        x = self.global_pool(x)
+        if self.head_proj is not None:  # a 1x1 conv: at every position when the map is not pooled
             x = self.head_proj(x)
-        x = self.head_drop(x.flatten(1))
+        x = self.head_drop(self.flatten(x))
         return x if pre_logits else self.fc(x)
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+        if global_pool is not None:
+            pool = SelectAdaptivePool2d(pool_type=global_pool)
+            if self.head_proj is not None and pool.feat_mult() != 1:
+                raise ValueError(
+                    f"global_pool='{global_pool}' changes the pooled width, which the grouped head conv cannot "
+                    "take; use avg, max, avgmax or '' (none)"
+                )
+            flatten = nn.Flatten(1) if global_pool else nn.Identity()
+            self.global_pool, self.flatten = pool.train(self.training), flatten.train(self.training)
+        if self.head_proj is not None:
+            self.head_hidden_size = self.head_proj.out_channels
+        else:
+            self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
+        self.fc = new_layer(self, nn.Linear, self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
         if num_classes > 0:  # the authors' classifier is a 1x1 conv: Kaiming normal (fan_out), zero bias
             nn.init.kaiming_normal_(self.fc.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(self.fc.bias)
+
+    def _remove_head(self) -> None:
+        self.head_proj = None
+        self.reset_classifier(0, "")
 
 
 class DiCENet(SkeletonNet):
@@ -224,8 +258,10 @@ class DiCENet(SkeletonNet):
         head_groups: int = 4,
         channel_table: str = "dicenet",
         drop_rate: float | None = None,
+        global_pool: str = "avg",
     ):
         super().__init__()
+        self.in_chans = in_chans
         if head not in ("grouped", "conv5"):
             raise ValueError(f"head must be 'grouped' (DiCENet) or 'conv5' (ShuffleNetV2), got '{head}'")
         self.channels = c0, c1, *levels, c5 = level_channels(width_mult, channel_table)
@@ -247,12 +283,17 @@ class DiCENet(SkeletonNet):
                 blocks.append(ConvBnAct(width, c5, 1, act=nn.PReLU))
             setattr(self, f"level{index + 3}", nn.Sequential(*blocks))
             in_ch = width
-        self._build_head(in_ch, c5, head, head_groups, drop_rate, num_classes)
-        # timm's features_only: the output of each level (EdgeNets' segmentation networks use levels 1-4)
-        widths = (c0, c1, *levels[:2], c5 if head == "conv5" else levels[2])
-        self.feature_info = [{"num_chs": c, "reduction": 2**i, "module": f"level{i}"} for i, c in enumerate(widths, 1)]
+        self._build_head(in_ch, c5, head, head_groups, drop_rate, num_classes, global_pool)
 
 
-for _s in DICENET_CHANNELS:
-    register(f"dicenet_{round(_s * 100):03d}", DiCENet, width_mult=_s)
+DICENET_NAMES = {f"dicenet_{round(s * 100):03d}": s for s in DICENET_CHANNELS}
+default_cfgs = generate_default_cfgs(
+    {
+        name: cfg
+        for model in [*DICENET_NAMES, "shufflenet_v2"]
+        for name, cfg in dataset_cfgs(model, "dicenet", ["imagenet"], 32, "level1.0", "fc").items()
+    }
+)
+for _name, _s in DICENET_NAMES.items():
+    register(_name, DiCENet, width_mult=_s)
 register("shufflenet_v2", DiCENet, width_mult=1.0, conv="sep", head="conv5", channel_table="shufflenet")

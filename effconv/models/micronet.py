@@ -46,9 +46,12 @@ Deviations and choices (the defaults follow the authors' code, DESIGN §4; refer
 
 Knob names: ``lambda`` is a Python keyword, so the constructor argument is ``lambda_``; the model config key
 and ``timm.create_model`` kwarg ``lambda`` is accepted and mapped. ``dropout`` is accepted for ``drop_rate``.
-"""
 
-from __future__ import annotations
+timm's interface: feature levels at the stem and at the last block of each resolution (total strides 2 ..
+32; the head's 1x1 expand is the tail); ``drop_path_rate`` drops the residual branch of the blocks that have
+one; ``global_pool=''`` keeps the map unpooled and applies the two FC layers at every position (as timm's
+MLP heads turn into 1x1 convs), so ``num_classes=0, global_pool=''`` gives (N, fc_width, H, W).
+"""
 
 import functools
 import math
@@ -56,15 +59,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
-from timm.layers import SqueezeExcite
+import torch.nn.functional as F
+from timm.layers import DropPath, SelectAdaptivePool2d, SqueezeExcite
+from timm.models import checkpoint_seq, generate_default_cfgs
 from torch import nn
 
 from effconv.models import register
-from effconv.models.base import ClassifierNet, init_kaiming
+from effconv.models.base import ClassifierNet, drop_path_rates, init_kaiming
+from effconv.models.pretrained_cfgs import dataset_cfgs
 from effconv.ops.common import channel_shuffles, make_divisible
 from effconv.ops.dynamic_relu import DynamicReLU
 from effconv.ops.dynamic_shift_max import DynamicShiftMax, StaticShiftMax, squeeze_width
 from effconv.ops.micro_factorized import GroupPointwise, MicroFactorizedDepthwise, group_pair, nearest_divisor
+
+torch.fx.wrap("channel_shuffles")  # a leaf where the blocks call it (see effconv.ops.common)
 
 ACTIVATIONS = ("dyshiftmax", "static", "dyrelu", "se_relu", "relu")
 SLOTS = ("A1", "A2", "A3")
@@ -189,9 +197,11 @@ SHARP_VARIANTS = {
 class ChannelShuffles(nn.Module):
     """The authors' consecutive channel shuffles (ShuffleNet shuffle with each group count in turn)."""
 
+    groups: list[int]  # may be empty: TorchScript needs the element type
+
     def __init__(self, *groups: int):
         super().__init__()
-        self.groups = tuple(g for g in groups if g > 1)
+        self.groups = [g for g in groups if g > 1]
 
     def forward(self, x):
         return channel_shuffles(x, self.groups)  # one copy (or none) where the shuffles compose
@@ -281,7 +291,7 @@ class LiteBlock(nn.Module):
     """Micro-Block-A: depthwise channel expansion (x2 then x2 in the authors' models), then one group-adaptive
     compress conv (Fig. 4a)."""
 
-    def __init__(self, in_ch, out_ch, kernel, stride, g_c, acts, depthwise="micro", multipliers=(2, 2)):
+    def __init__(self, in_ch, out_ch, kernel, stride, g_c, acts, depthwise="micro", multipliers=(2, 2), drop_path=0.0):
         super().__init__()
         self.kind, self.kernel, self.stride = "A", kernel, stride
         self.in_ch, self.hidden, self.out_ch = in_ch, in_ch * multipliers[0] * multipliers[1], out_ch
@@ -293,17 +303,18 @@ class LiteBlock(nn.Module):
         self.act3 = a3.build
         self.shuffle3 = ChannelShuffles(g_c, out_ch // 2 if a3.dynamic and out_ch % 2 == 0 else 1)
         self.residual = stride == 1 and in_ch == out_ch
+        self.drop_path = DropPath(drop_path) if drop_path > 0 and self.residual else nn.Identity()
 
     def forward(self, x):
         out = self.shuffle2(self.act2(self.depthwise(x)))
         out = self.shuffle3(self.act3(self.compress(out)))
-        return out + x if self.residual else out
+        return self.drop_path(out) + x if self.residual else out
 
 
 class RegularBlock(nn.Module):
     """Micro-Block-B/C: expand, Micro-Factorized depthwise, compress (Fig. 4b/c)."""
 
-    def __init__(self, in_ch, out_ch, kernel, stride, hidden, g_e, g_c, acts, depthwise="micro"):
+    def __init__(self, in_ch, out_ch, kernel, stride, hidden, g_e, g_c, acts, depthwise="micro", drop_path=0.0):
         super().__init__()
         self.kind, self.kernel, self.stride = "C", kernel, stride
         self.in_ch, self.hidden, self.out_ch = in_ch, hidden, out_ch
@@ -320,12 +331,13 @@ class RegularBlock(nn.Module):
         self.act3 = a3.build
         self.shuffle3 = ChannelShuffles(g_c, out_ch // 2 if a3.dynamic else 1)
         self.residual = stride == 1 and in_ch == out_ch
+        self.drop_path = DropPath(drop_path) if drop_path > 0 and self.residual else nn.Identity()
 
     def forward(self, x):
         out = self.shuffle1(self.act1(self.expand(x)))
         out = self.shuffle2(self.act2(self.depthwise(out)))
         out = self.shuffle3(self.act3(self.compress(out)))
-        return out + x if self.residual else out
+        return self.drop_path(out) + x if self.residual else out
 
 
 class HeadExpand(nn.Sequential):
@@ -365,9 +377,12 @@ class MicroNet(ClassifierNet):
         shift: str = "authors",
         stem=None,
         drop_rate: float | None = None,
+        global_pool: str = "avg",
+        drop_path_rate: float = 0.0,
         **aliases,
     ):
         super().__init__()
+        self.in_chans = in_chans
         if "lambda" in aliases:
             lambda_ = aliases.pop("lambda")
         if "dropout" in aliases:
@@ -400,8 +415,12 @@ class MicroNet(ClassifierNet):
             return _Slot(dynamic and activation != "relu", factory(spec))
 
         blocks, in_ch = [], g1 * g2
+        levels = [("stem", in_ch, 2)]  # (module, channels, stride) of the stage layers
+        rates = drop_path_rates(drop_path_rate, len(rows))
         for i, (row, (g_e, g_c)) in enumerate(zip(rows, plan)):
-            blocks.append(_block(row, in_ch, g_e, g_c, functools.partial(slot, index=i), depthwise))
+            slot_i = functools.partial(slot, index=i)
+            blocks.append(_block(row, in_ch, g_e, g_c, slot_i, depthwise, rates[i]))
+            levels.append((f"blocks.{i}", row.out, row.stride))
             in_ch = row.out
         head_ch, head_groups = cfg.expansion * in_ch, plan[-1][0]
         head_act = slot("A3", head_ch, head_groups, BASE_REDUCTION * cfg.head_squeeze, max_slot=False, index=len(rows))
@@ -409,28 +428,54 @@ class MicroNet(ClassifierNet):
         self.blocks = nn.Sequential(*blocks)
         self.num_features = head_ch
         self.head_hidden_size = fc_width or cfg.fc_width
-        self.global_pool = nn.Sequential(nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Hardswish())
+        self.global_pool = _pool(global_pool)
         self.pre_logits = _swish_linear(head_ch, self.head_hidden_size)
         self.num_classes = num_classes
         self.drop_rate = cfg.drop_rate if drop_rate is None else drop_rate
         self.head_drop = nn.Dropout(self.drop_rate)
         self.classifier = _classifier(self.head_hidden_size, num_classes)
+        self.grad_checkpointing = False
         init_kaiming(self, mode="fan_out", linear_std=0.01)
+        self._init_feature_info(levels)
+
+    def feature_layers(self) -> list[tuple[str, nn.Module]]:
+        return [("stem", self.stem)] + [(f"blocks.{i}", block) for i, block in enumerate(self.blocks)]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.stem(x))
+        x = self.stem(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint_seq(self.blocks, x)
+        return self.blocks(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.pre_logits(self.global_pool(x)))
-        return x if pre_logits else self.classifier(x)
+        x = F.hardswish(self.global_pool(F.relu6(x)))  # the authors' head: ReLU6, pool, h-swish
+        if self.global_pool.pool_type != "":
+            x = self.head_drop(self.pre_logits(x))
+            return x if pre_logits else self.classifier(x)
+        # unpooled: the FC layers (and their BatchNorm1d) act on the vector at every position
+        n, h, w = x.shape[0], x.shape[2], x.shape[3]
+        x = self.head_drop(self.pre_logits(x.permute(0, 2, 3, 1).flatten(0, 2)))
+        if not pre_logits:
+            x = self.classifier(x)
+        return x.reshape(n, h, w, -1).permute(0, 3, 1, 2)
 
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         self.num_classes = num_classes
-        self.classifier = _classifier(self.head_hidden_size, num_classes)
-        init_kaiming(self.classifier, linear_std=0.01)
+        if global_pool is not None:
+            self.global_pool = _pool(global_pool).train(self.training)
+        parameter = next(self.parameters())
+        classifier = _classifier(self.head_hidden_size, num_classes, device=parameter.device, dtype=parameter.dtype)
+        init_kaiming(classifier, linear_std=0.01)
+        self.classifier = classifier.train(self.training)  # its BatchNorm1d takes the model's mode
+
+    def _remove_head(self) -> None:
+        self.pre_logits = nn.Identity()
+        self.head_hidden_size = self.num_features
+        self.reset_classifier(0, "")
 
     def block_table(self) -> list[dict]:
         """One dict per block (type, k, s, in, hidden, out, G_e, G_c, A1, A2, A3, skip): the spec's tables."""
@@ -474,13 +519,24 @@ class MicroNet(ClassifierNet):
         return table
 
 
-def _swish_linear(in_features: int, out_features: int) -> nn.Sequential:
+def _pool(global_pool: str) -> SelectAdaptivePool2d:
+    pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
+    if pool.feat_mult() != 1:
+        raise ValueError(f"global_pool='{global_pool}' changes the pooled width; use avg, max, avgmax or '' (none)")
+    return pool
+
+
+def _swish_linear(in_features: int, out_features: int, **device_dtype) -> nn.Sequential:
     """The authors' SwishLinear: Linear + BatchNorm1d + h-swish."""
-    return nn.Sequential(nn.Linear(in_features, out_features), nn.BatchNorm1d(out_features), nn.Hardswish())
+    return nn.Sequential(
+        nn.Linear(in_features, out_features, **device_dtype),
+        nn.BatchNorm1d(out_features, **device_dtype),
+        nn.Hardswish(),
+    )
 
 
-def _classifier(in_features: int, num_classes: int) -> nn.Module:
-    return _swish_linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+def _classifier(in_features: int, num_classes: int, **device_dtype) -> nn.Module:
+    return _swish_linear(in_features, num_classes, **device_dtype) if num_classes > 0 else nn.Identity()
 
 
 def _stem(in_chans: int, g1: int, g2: int) -> nn.Sequential:
@@ -495,21 +551,21 @@ def _stem(in_chans: int, g1: int, g2: int) -> nn.Sequential:
     )
 
 
-def _block(row: Row, in_ch: int, g_e: int, g_c: int, slot, depthwise: str) -> nn.Module:
+def _block(row: Row, in_ch: int, g_e: int, g_c: int, slot, depthwise: str, drop_path: float = 0.0) -> nn.Module:
     """One Micro-Block; ``slot(name, channels, shift_groups, reduction, max_slot)`` builds its activations."""
     r = BASE_REDUCTION * row.squeeze
     hidden = row.expansion * in_ch
     if row.kind == "A":
         multipliers = (2, row.expansion // 2) if row.expansion % 2 == 0 else (row.expansion, 1)
         acts = (slot("A2", hidden, in_ch, r), slot("A3", row.out, g_c, r / 2, max_slot=False))
-        return LiteBlock(in_ch, row.out, row.kernel, row.stride, g_c, acts, depthwise, multipliers)
+        return LiteBlock(in_ch, row.out, row.kernel, row.stride, g_c, acts, depthwise, multipliers, drop_path)
     shift_groups = hidden // g_e if g_e != 1 else 1  # A2, after the depthwise (the authors' rule)
     acts = (
         slot("A1", hidden, g_e, r),
         slot("A2", hidden, shift_groups, r),
         slot("A3", row.out, g_c, r / 2 if row.out < hidden else r, max_slot=False),
     )
-    return RegularBlock(in_ch, row.out, row.kernel, row.stride, hidden, g_e, g_c, acts, depthwise)
+    return RegularBlock(in_ch, row.out, row.kernel, row.stride, hidden, g_e, g_c, acts, depthwise, drop_path)
 
 
 def _resolve_config(config) -> MicroNetConfig:
@@ -586,5 +642,15 @@ def _plan_groups(stem_ch: int, expansion: int, rows: list[Row], fixed: int | Non
     return plan + [(g_e, 0)]
 
 
-for _name in ("m0", "m1", "m2", "m3", "m1s", "m2s", "m3s"):
+VARIANTS = ("m0", "m1", "m2", "m3", "m1s", "m2s", "m3s")
+default_cfgs = generate_default_cfgs(
+    {
+        name: cfg
+        for variant in VARIANTS
+        for name, cfg in dataset_cfgs(
+            f"micronet_{variant}", "micronet", ["imagenet"], 32, "stem.0", ("classifier.0", "classifier.1")
+        ).items()
+    }
+)
+for _name in VARIANTS:
     register(f"micronet_{_name}", MicroNet, config=_name)

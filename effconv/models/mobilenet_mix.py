@@ -36,10 +36,13 @@ from __future__ import annotations
 
 import math
 
+from timm.layers import DropPath
+from timm.models import generate_default_cfgs
 from torch import nn
 
 from effconv.models import register
-from effconv.models.base import ClassifierNet, uniform_linear_init
+from effconv.models.base import ClassifierNet, drop_path_rates, uniform_linear_init
+from effconv.models.pretrained_cfgs import dataset_cfgs
 from effconv.ops import create_unit
 from effconv.ops.common import ConvBnAct, make_divisible
 from effconv.ops.mixconv import SPLITS, MixConv, mixconv_kernels
@@ -108,16 +111,17 @@ class DepthwiseAct(nn.Sequential):
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: 1x1 expand (t > 1), depth-wise, linear 1x1 project; residual when shapes match."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, expansion: int, depthwise: nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, expansion: int, depthwise: nn.Module, drop_path=0.0):
         super().__init__()
         hidden = in_ch * expansion
         layers = [ConvBnAct(in_ch, hidden, 1, act=nn.ReLU6)] if expansion != 1 else []
         layers += [DepthwiseAct(depthwise), ConvBnAct(hidden, out_ch, 1, act=None)]
         self.conv = nn.Sequential(*layers)
         self.residual = stride == 1 and in_ch == out_ch
+        self.drop_path = DropPath(drop_path) if drop_path > 0 and self.residual else nn.Identity()
 
     def forward(self, x):
-        return x + self.conv(x) if self.residual else self.conv(x)
+        return x + self.drop_path(self.conv(x)) if self.residual else self.conv(x)
 
 
 class MobileNetV2Mix(ClassifierNet):
@@ -133,23 +137,32 @@ class MobileNetV2Mix(ClassifierNet):
         layer="all",
         impl: str = "auto",
         drop_rate: float = 0.2,
+        global_pool: str = "avg",
+        drop_path_rate: float = 0.0,
     ):
         super().__init__()
+        self.in_chans = in_chans
         if width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
-        plan = DepthwisePlan(sum(n for _, _, n, _ in MOBILENET_V2), kernel, groups, split, dilated, layer, impl)
+        num_blocks = sum(n for _, _, n, _ in MOBILENET_V2)
+        plan = DepthwisePlan(num_blocks, kernel, groups, split, dilated, layer, impl)
+        rates = drop_path_rates(drop_path_rate, num_blocks)
         in_ch = make_divisible(32 * width_mult)
         layers, index = [ConvBnAct(in_chans, in_ch, 3, stride=2, act=nn.ReLU6)], 0
+        outputs = [("features.0", in_ch, 2)]  # (module, channels, stride) of the stage layers
         for t, c, n, s in MOBILENET_V2:
             out_ch = make_divisible(c * width_mult)
             for i in range(n):
                 stride = s if i == 0 else 1
-                layers.append(InvertedResidual(in_ch, out_ch, stride, t, plan.unit(index, in_ch * t, stride)))
+                unit = plan.unit(index, in_ch * t, stride)
+                layers.append(InvertedResidual(in_ch, out_ch, stride, t, unit, rates[index]))
+                outputs.append((f"features.{len(layers) - 1}", out_ch, stride))
                 in_ch, index = out_ch, index + 1
         self.num_features = make_divisible(1280 * max(1.0, width_mult))
-        layers.append(ConvBnAct(in_ch, self.num_features, 1, act=nn.ReLU6))
+        layers.append(ConvBnAct(in_ch, self.num_features, 1, act=nn.ReLU6))  # the tail
         self.features = nn.Sequential(*layers)
-        self._init_head(num_classes, drop_rate)
+        self._init_head(num_classes, drop_rate, global_pool)
+        self._init_feature_info(outputs)
         init_mnasnet_style(self)
 
 
@@ -166,23 +179,28 @@ class MobileNetV1Mix(ClassifierNet):
         layer="all",
         impl: str = "auto",
         drop_rate: float = 0.0,
+        global_pool: str = "avg",
     ):
         super().__init__()
+        self.in_chans = in_chans
         if width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
         plan = DepthwisePlan(len(MOBILENET_V1), kernel, groups, split, dilated, layer, impl)
         in_ch = make_divisible(32 * width_mult)
         layers = [ConvBnAct(in_chans, in_ch, 3, stride=2, act=nn.ReLU6)]
+        outputs = [("features.0", in_ch, 2)]  # (module, channels, stride) of the stage layers
         for index, (c, stride) in enumerate(MOBILENET_V1):
             out_ch = make_divisible(c * width_mult)
             layers += [
                 DepthwiseAct(plan.unit(index, in_ch, stride)),
                 ConvBnAct(in_ch, out_ch, 1, act=nn.ReLU6),
             ]
+            outputs += [(f"features.{len(layers) - 2}", in_ch, stride), (f"features.{len(layers) - 1}", out_ch, 1)]
             in_ch = out_ch
         self.features = nn.Sequential(*layers)
         self.num_features = in_ch
-        self._init_head(num_classes, drop_rate)
+        self._init_head(num_classes, drop_rate, global_pool)
+        self._init_feature_info(outputs)
         init_mnasnet_style(self)
 
 
@@ -202,5 +220,11 @@ def init_mnasnet_style(model: nn.Module) -> None:
             uniform_linear_init(m)
 
 
+default_cfgs = generate_default_cfgs(
+    {
+        **dataset_cfgs("mobilenetv1_mix", "mixconv", ["imagenet"], 32, "features.0.0", "fc"),
+        **dataset_cfgs("mobilenetv2_mix", "mixconv", ["imagenet"], 32, "features.0.0", "fc"),
+    }
+)
 register("mobilenetv1_mix", MobileNetV1Mix)
 register("mobilenetv2_mix", MobileNetV2Mix)

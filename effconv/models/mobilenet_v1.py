@@ -40,10 +40,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from timm.models import generate_default_cfgs
 from torch import nn
 
 from effconv.models import register
 from effconv.models.base import ClassifierNet, init_kaiming
+from effconv.models.pretrained_cfgs import dataset_cfgs
 from effconv.models.unit_host import host_unit, pair, strided
 from effconv.ops.common import ConvBnAct
 
@@ -62,24 +64,30 @@ class MobileNetV1(ClassifierNet):
         spatial: str | None = None,
         fusion: str | None = None,
         drop_rate: float = 0.0,
+        global_pool: str = "avg",
     ):
         super().__init__()
+        self.in_chans = in_chans
         if width_mult <= 0:
             raise ValueError(f"width_mult must be positive, got {width_mult}")
         self.width_mult = width_mult
         size = strided(pair(img_size))
         in_ch = stem = max(1, round(32 * width_mult))
         layers = [ConvBnAct(in_chans, in_ch, 3, 2, act=nn.ReLU)]
+        outputs = [("features.0", in_ch, 2)]  # (module, channels, stride) of the stage layers
         variant = {k: v for k, v in (("spatial", spatial), ("fusion", fusion)) if v is not None}
         for ratio, stride in LAYERS:
             out_ch = ratio * stem
             layers.append(host_unit(conv, in_ch, out_ch, stride, size, variant, act=nn.ReLU))
+            outputs.append((f"features.{len(layers) - 1}", out_ch, stride))
             size = strided(size) if stride == 2 else size
             in_ch = out_ch
         self.features = nn.Sequential(*layers)
         self.num_features = in_ch
-        self._init_head(num_classes, drop_rate)
+        self._init_head(num_classes, drop_rate, global_pool)
+        self._init_feature_info(outputs)
         init_kaiming(self)
 
 
+default_cfgs = generate_default_cfgs(dataset_cfgs("mobilenet_v1", "dicenet", ["imagenet"], 32, "features.0.0", "fc"))
 register("mobilenet_v1", MobileNetV1)

@@ -27,12 +27,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from timm.layers import DropPath
+from timm.models import generate_default_cfgs
 from torch import nn
-from torchvision.models.mobilenetv2 import InvertedResidual
+from torchvision.models import mobilenetv2
 from torchvision.ops import Conv2dNormActivation
 
 from effconv.models import register
-from effconv.models.base import ClassifierNet, init_kaiming
+from effconv.models.base import ClassifierNet, drop_path_rates, init_kaiming
+from effconv.models.pretrained_cfgs import dataset_cfgs
 from effconv.models.replaced_conv import replaced_conv
 from effconv.ops import create_unit
 
@@ -50,10 +53,21 @@ KERNEL_SETS = ((3, 5, 7), (3, 5))  # the authors' kernel lists of the two replac
 STEM_WIDTH, HEAD_WIDTH = 32, 1280
 
 
+class InvertedResidual(mobilenetv2.InvertedResidual):
+    """torchvision's block with a DropPath on its residual branch (timm's stochastic depth)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: int, drop_path: float = 0.0):
+        super().__init__(in_ch, out_ch, stride, expand_ratio)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 and self.use_res_connect else nn.Identity()
+
+    def forward(self, x):
+        return x + self.drop_path(self.conv(x)) if self.use_res_connect else self.conv(x)
+
+
 class ReplacedInvertedResidual(nn.Module):
     """[1x1 expand + BN + ReLU6] -> unit(hidden -> out, stride) -> ReLU -> BN, residual where shapes allow."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: int, unit: str, kernel_size):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: int, unit: str, kernel_size, drop_path=0.0):
         super().__init__()
         hidden = in_ch * expand_ratio
         layers: list[nn.Module] = []
@@ -66,9 +80,10 @@ class ReplacedInvertedResidual(nn.Module):
         ]
         self.conv = nn.Sequential(*layers)
         self.use_res_connect = stride == 1 and in_ch == out_ch
+        self.drop_path = DropPath(drop_path) if drop_path > 0 and self.use_res_connect else nn.Identity()
 
     def forward(self, x):
-        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+        return x + self.drop_path(self.conv(x)) if self.use_res_connect else self.conv(x)
 
 
 class MobileNetV2Stl10(ClassifierNet):
@@ -80,27 +95,37 @@ class MobileNetV2Stl10(ClassifierNet):
         kernels: Sequence | None = None,
         stem_stride: int = 1,
         drop_rate: float = 0.2,
+        global_pool: str = "avg",
+        drop_path_rate: float = 0.0,
     ):
         super().__init__()
+        self.in_chans = in_chans
         unit, replaced_kernels = replaced_conv(conv, kernels, KERNEL_SETS)
         layers: list[nn.Module] = [
             Conv2dNormActivation(in_chans, STEM_WIDTH, stride=stem_stride, activation_layer=nn.ReLU6)
         ]
+        outputs = [("features.0", STEM_WIDTH, stem_stride)]  # (module, channels, stride) of the stage layers
+        rates = iter(drop_path_rates(drop_path_rate, sum(n for _, _, n, _, _ in SETTING)))
         in_ch = STEM_WIDTH
         for t, c, n, s, kernel_index in SETTING:
             for i in range(n):
                 stride = s if i == 0 else 1
                 if kernel_index is None:
-                    layers.append(InvertedResidual(in_ch, c, stride, t))
+                    layers.append(InvertedResidual(in_ch, c, stride, t, next(rates)))
                 else:
                     kernel = replaced_kernels[kernel_index]
-                    layers.append(ReplacedInvertedResidual(in_ch, c, stride, t, unit, kernel))
+                    layers.append(ReplacedInvertedResidual(in_ch, c, stride, t, unit, kernel, next(rates)))
+                outputs.append((f"features.{len(layers) - 1}", c, stride))
                 in_ch = c
-        layers.append(Conv2dNormActivation(in_ch, HEAD_WIDTH, kernel_size=1, activation_layer=nn.ReLU6))
+        layers.append(Conv2dNormActivation(in_ch, HEAD_WIDTH, kernel_size=1, activation_layer=nn.ReLU6))  # tail
         self.features = nn.Sequential(*layers)
         self.num_features = HEAD_WIDTH
-        self._init_head(num_classes, drop_rate)
+        self._init_head(num_classes, drop_rate, global_pool)
+        self._init_feature_info(outputs)
         init_kaiming(self, mode="fan_out", linear_std=0.01)
 
 
+default_cfgs = generate_default_cfgs(
+    dataset_cfgs("mobilenetv2_stl10", "multiception", ["stl10"], 16, "features.0.0", "fc")
+)
 register("mobilenetv2_stl10", MobileNetV2Stl10)

@@ -27,8 +27,10 @@ from unittest import mock
 
 import timm.models.mobilenetv3 as timm_mnv3
 from timm.layers import make_divisible
+from timm.models import generate_default_cfgs
 
 from effconv.models import register
+from effconv.models.pretrained_cfgs import dataset_cfgs
 
 
 def mobilenetv3_small_scaled(multiplier: float, round_to: int = 8, **kwargs):
@@ -51,10 +53,20 @@ def _round_channels(channels: int, multiplier: float, divisor: int) -> int:
     return make_divisible(channels * multiplier, divisor)
 
 
-for _multiplier, _round_to in ((0.15, 1), (0.2, 1), (0.35, 8), (0.5, 8)):
-    register(
-        f"mnv3_small_{round(_multiplier * 100):03d}",
-        mobilenetv3_small_scaled,
-        multiplier=_multiplier,
-        round_to=_round_to,
-    )
+# name: (channel multiplier, rounding divisor)
+WIDTHS = {
+    "mnv3_small_015": (0.15, 1),
+    "mnv3_small_020": (0.2, 1),
+    "mnv3_small_035": (0.35, 8),
+    "mnv3_small_050": (0.5, 8),
+}
+# MicroNet's Table 7 and Fig. 5 compare against these on ImageNet
+default_cfgs = generate_default_cfgs(
+    {
+        name: cfg
+        for model in WIDTHS
+        for name, cfg in dataset_cfgs(model, "micronet", ["imagenet"], 32, "conv_stem", "classifier").items()
+    }
+)
+for _name, (_multiplier, _round_to) in WIDTHS.items():
+    register(_name, mobilenetv3_small_scaled, multiplier=_multiplier, round_to=_round_to)

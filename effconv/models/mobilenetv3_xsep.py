@@ -32,6 +32,9 @@ choices:
 * The 2x2 convs run as zero-extended 3x3 depth-wise convs with symmetric padding, exactly equal to the
   one-sided ``F.pad`` form (``effconv.ops.even_padding``).
 * The head is timm's (1x1 conv to 1024 with bias and hard-swish, dropout ``drop_rate``, linear classifier).
+* ``feature_info``: timm's builder counts strides from a stride-2 stem and lists the stem as a level only
+  when the first block strides; here the reductions are the real ones (1, 1, 2, 4, 8 with ``stem_block1``)
+  and the stem is always a level, so every ``small_input`` has five.
 """
 
 from __future__ import annotations
@@ -39,12 +42,14 @@ from __future__ import annotations
 from functools import partial
 
 from timm.layers import get_act_layer
+from timm.models import generate_default_cfgs
 from timm.models._efficientnet_blocks import InvertedResidual, SqueezeExcite
 from timm.models._efficientnet_builder import decode_arch_def, efficientnet_init_weights, round_channels
 from timm.models.mobilenetv3 import MobileNetV3
 from torch import nn
 
 from effconv.models import register
+from effconv.models.pretrained_cfgs import dataset_cfgs
 from effconv.ops.even_padding import PADDING_STRATEGIES, padding_plan
 from effconv.ops.xsepconv import FORMS_WITH_2X2, FORMS_WITH_DOWNSAMPLING, XSEPCONV_FORMS
 
@@ -90,6 +95,7 @@ class MobileNetV3SmallXSep(MobileNetV3):
         k7_downsample: bool = False,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        global_pool: str = "avg",
     ):
         _check_knobs(dw, padding, width_mult, small_input, k7_downsample)
         stem_stride, first_block_stride = SMALL_INPUT_STRIDES[small_input]
@@ -109,8 +115,14 @@ class MobileNetV3SmallXSep(MobileNetV3):
             ),
             drop_rate=drop_rate,
             drop_path_rate=drop_path_rate,
+            global_pool=global_pool,
         )
         self.conv_stem.stride = (stem_stride, stem_stride)  # timm fixes 2; padding 1 keeps a 3x3 'same'
+        self.feature_info = [dict(f, reduction=f["reduction"] * stem_stride // 2) for f in self.feature_info]
+        if self.feature_info[0]["module"] != "bn1":
+            stem = {"stage": 0, "reduction": stem_stride, "module": "bn1", "num_chs": self.conv_stem.out_channels}
+            self.feature_info.insert(0, stem)
+        self.stage_ends = [f["stage"] for f in self.feature_info]
         self.even_kernel_padding: list[str] = []  # the 2x2 layers' paddings, in forward order
         if dw != "dw":
             self.even_kernel_padding = _replace_depthwise(self, dw, padding)
@@ -153,4 +165,15 @@ def _replace_depthwise(model: MobileNetV3, form: str, padding: str) -> list[str]
     return [p for p in plan if p is not None]
 
 
+# the XSepConv paper's datasets (conf/experiment/xsepconv/); total stride 8 with the default small_input
+default_cfgs = generate_default_cfgs(
+    dataset_cfgs(
+        "mobilenetv3_small_xsep",
+        "xsepconv",
+        ["cifar10", "cifar100", "svhn", "tiny_imagenet"],
+        8,
+        "conv_stem",
+        "classifier",
+    )
+)
 register("mobilenetv3_small_xsep", MobileNetV3SmallXSep)

@@ -48,10 +48,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from timm.layers import DropPath
+from timm.models import generate_default_cfgs
 from torch import nn
 
 from effconv.models import register
+from effconv.models.base import drop_path_rates
 from effconv.models.dicenet import REPEATS, SkeletonNet
+from effconv.models.pretrained_cfgs import dataset_cfgs
 from effconv.models.unit_host import host_unit, pair, strided
 from effconv.ops.common import ConvBnAct
 from effconv.ops.dice import first_pointwise
@@ -60,7 +64,7 @@ BASE_MID = 32  # bottleneck width of level 3 at width 1.0; it doubles per level
 
 
 class DepthwiseBottleneck(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, stride: int, size, conv: str, first: str, variant):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, size, conv: str, first: str, variant, drop_path=0.0):
         super().__init__()
         mid = out_ch // 4
         self.reduce = first_pointwise(first, in_ch, mid)
@@ -69,9 +73,10 @@ class DepthwiseBottleneck(nn.Module):
         if stride != 1 or in_ch != out_ch:
             self.shortcut = ConvBnAct(in_ch, out_ch, 1, stride, act=None)
         self.act = nn.PReLU(out_ch)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.unit(self.reduce(x)) + self.shortcut(x))
+        return self.act(self.drop_path(self.unit(self.reduce(x))) + self.shortcut(x))
 
 
 class ResNetDW(SkeletonNet):
@@ -91,8 +96,11 @@ class ResNetDW(SkeletonNet):
         head_channels: int = 1024,
         head_groups: int = 4,
         drop_rate: float | None = None,
+        global_pool: str = "avg",
+        drop_path_rate: float = 0.0,
     ):
         super().__init__()
+        self.in_chans = in_chans
         if width_mult <= 0:
             raise ValueError(f"width_mult must be positive, got {width_mult}")
         self.width_mult, self.img_size = width_mult, pair(img_size)
@@ -104,16 +112,19 @@ class ResNetDW(SkeletonNet):
         self.level1 = ConvBnAct(in_chans, stem_channels, 3, 2, act=nn.PReLU)
         self.level2 = nn.MaxPool2d(3, 2, 1)
         in_ch = stem_channels
+        rates = iter(drop_path_rates(drop_path_rate, sum(REPEATS) + len(REPEATS)))
         for index, (width, repeats) in enumerate(zip(widths, REPEATS)):
             blocks = []
             for i in range(repeats + 1):
+                stride = 2 if i == 0 else 1
                 blocks.append(
-                    DepthwiseBottleneck(in_ch, width, 2 if i == 0 else 1, size, conv, first_pointwise, variant)
+                    DepthwiseBottleneck(in_ch, width, stride, size, conv, first_pointwise, variant, next(rates))
                 )
                 size = strided(size) if i == 0 else size
                 in_ch = width
             setattr(self, f"level{index + 3}", nn.Sequential(*blocks))
-        self._build_head(in_ch, head_channels, "grouped", head_groups, drop_rate, num_classes)
+        self._build_head(in_ch, head_channels, "grouped", head_groups, drop_rate, num_classes, global_pool)
 
 
+default_cfgs = generate_default_cfgs(dataset_cfgs("resnet_dw", "dicenet", ["imagenet"], 32, "level1.0", "fc"))
 register("resnet_dw", ResNetDW)

@@ -36,13 +36,18 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from timm.layers import DropPath
+from timm.models import generate_default_cfgs
 from torch import nn
 
 from effconv.models import register
-from effconv.models.base import ClassifierNet, init_kaiming
+from effconv.models.base import ClassifierNet, drop_path_rates, init_kaiming
+from effconv.models.pretrained_cfgs import dataset_cfgs
 from effconv.models.replaced_conv import replaced_conv
 from effconv.ops import create_unit
 from effconv.ops.shake_shake import shake_shake
+
+torch.fx.wrap("shake_shake")  # a leaf where the blocks call it (see effconv.ops.shake_shake)
 
 KERNEL_SETS = ((3, 5, 7), (3, 5), (3, 3))  # the authors' shakenet.py _make_layer calls
 
@@ -67,7 +72,9 @@ class ShiftedPairShortcut(nn.Module):
 
 
 class ShakeBlock(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, stride: int, unit: str, kernel_size, unused_shortcut: bool):
+    def __init__(
+        self, in_ch: int, out_ch: int, stride: int, unit: str, kernel_size, unused_shortcut: bool, drop_path=0.0
+    ):
         super().__init__()
         self.branch1 = self._branch(in_ch, out_ch, stride, unit, kernel_size)
         self.branch2 = self._branch(in_ch, out_ch, stride, unit, kernel_size)
@@ -76,6 +83,7 @@ class ShakeBlock(nn.Module):
         if identity and unused_shortcut:
             # parameters the authors' code holds but never uses (module docstring); forward ignores them
             self.unused_shortcut = ShiftedPairShortcut(in_ch, out_ch, stride).requires_grad_(False)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     @staticmethod
     def _branch(in_ch, out_ch, stride, unit, kernel_size) -> nn.Sequential:
@@ -89,7 +97,7 @@ class ShakeBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mixed = shake_shake(self.branch1(x), self.branch2(x), self.training)
-        return mixed + self.shortcut(x)
+        return self.drop_path(mixed) + self.shortcut(x)
 
 
 class ShakeResNet(ClassifierNet):
@@ -105,26 +113,38 @@ class ShakeResNet(ClassifierNet):
         stem_width: int = 16,
         unused_shortcuts: bool = False,
         drop_rate: float = 0.0,
+        global_pool: str = "avg",
+        drop_path_rate: float = 0.0,
     ):
         super().__init__()
+        self.in_chans = in_chans
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"depth must be 6n + 2 with n >= 1 (26 for ShakeNet-26), got {depth}")
         unit, stage_kernels = replaced_conv(conv, kernels, KERNEL_SETS)
         layers: list[nn.Module] = [nn.Conv2d(in_chans, stem_width, 3, stem_stride, 1, bias=True)]
+        outputs = [("features.0", stem_width, stem_stride)]  # (module, channels, stride) of the stage layers
+        blocks = (depth - 2) // 6
+        rates = drop_path_rates(drop_path_rate, len(stage_kernels) * blocks)
         in_ch = stem_width
         for stage, kernel in enumerate(stage_kernels):
             width = base_width * 2**stage
-            for i in range((depth - 2) // 6):
+            for i in range(blocks):
                 stride = 2 if stage > 0 and i == 0 else 1
-                layers.append(ShakeBlock(in_ch, width, stride, unit, kernel, unused_shortcuts))
+                drop_path = rates[len(layers) - 1]
+                layers.append(ShakeBlock(in_ch, width, stride, unit, kernel, unused_shortcuts, drop_path))
+                outputs.append((f"features.{len(layers) - 1}", width, stride))
                 in_ch = width
-        layers.append(nn.ReLU(inplace=True))
+        layers.append(nn.ReLU())  # the tail; not in place: the last level is its input
         self.features = nn.Sequential(*layers)
         self.num_features = in_ch
-        self._init_head(num_classes, drop_rate)
+        self._init_head(num_classes, drop_rate, global_pool)
+        self._init_feature_info(outputs)
         init_kaiming(self, mode="fan_out")
         if isinstance(self.fc, nn.Linear):
             nn.init.zeros_(self.fc.bias)
 
 
-register("shakeshake26_2x96d_cifar", ShakeResNet, depth=26, base_width=96)
+default_cfgs = generate_default_cfgs(
+    dataset_cfgs("shakeshake26_2x96d_cifar", "multiception", ["cifar10", "cifar100"], 4, "features.0", "fc")
+)
+register("shakeshake26_2x96d_cifar", ShakeResNet, {"out_indices": (0, 1, 2)}, depth=26, base_width=96)

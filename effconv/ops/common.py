@@ -1,12 +1,15 @@
-"""Layer helpers shared by every network: conv + BN (+ activation), channel shuffle, rounding."""
+"""Layer helpers shared by every network: conv + BN (+ activation), channel shuffle, rounding.
+
+``channel_shuffles`` and ``interleave`` branch on a tensor's channel count or memory format, which a symbolic
+trace cannot see: they are leaves for torch.fx (``torch.fx.wrap``) and for timm's fx feature extraction
+(``register_notrace_function``), and stay TorchScript-compilable.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_function
 from torch import nn
 
 
@@ -60,7 +63,7 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return F.channel_shuffle(x, groups)
 
 
-def composed_shuffle_groups(channels: int, groups: Sequence[int]) -> int | None:
+def composed_shuffle_groups(channels: int, groups: list[int]) -> int | None:
     """The single shuffle equal to shuffling by each of ``groups`` in turn (1: identity), or None.
 
     A shuffle with g groups sends channel i = a C/g + b to b g + a, which is i g mod (C - 1) for i < C - 1 (the
@@ -69,23 +72,34 @@ def composed_shuffle_groups(channels: int, groups: Sequence[int]) -> int | None:
     """
     if channels < 3:
         return 1
-    product = math.prod(groups) % (channels - 1)
-    return product if product >= 1 and channels % product == 0 else None
+    product = 1
+    for g in groups:
+        product = product * g % (channels - 1)
+    if product >= 1 and channels % product == 0:
+        return product
+    return None
 
 
-def channel_shuffles(x: torch.Tensor, groups: Sequence[int]) -> torch.Tensor:
+@register_notrace_function
+@torch.fx.wrap
+def channel_shuffles(x: torch.Tensor, groups: list[int]) -> torch.Tensor:
     """``channel_shuffle`` with each group count in turn, as one shuffle (or none) when they compose."""
-    groups = [g for g in groups if g > 1]
-    single = composed_shuffle_groups(x.shape[1], groups) if len(groups) > 1 else None
+    shuffles: list[int] = []
+    for g in groups:
+        if g > 1:
+            shuffles.append(g)
+    single = composed_shuffle_groups(x.shape[1], shuffles) if len(shuffles) > 1 else None
     if single is not None:
         return channel_shuffle(x, single)
-    for g in groups:
+    for g in shuffles:
         x = channel_shuffle(x, g)
     return x
 
 
-def interleave(*tensors: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) x k -> (N, kC, H, W) ordered (t0_0, t1_0, ..., t0_1, ...) in the layout of the first.
+@register_notrace_function
+@torch.fx.wrap
+def interleave(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """[(N, C, H, W)] x k -> (N, kC, H, W) ordered (t0_0, t1_0, ..., t0_1, ...) in the layout of the first.
 
     One copy: equals ``channel_shuffle(torch.cat(tensors, 1), k)``, which copies twice."""
     n, c, h, w = tensors[0].shape

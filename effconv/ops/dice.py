@@ -105,8 +105,7 @@ class SqueezeFusion(nn.Module):
         self.gate = SqueezeGate(in_ch, out_ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        merged = x.unflatten(1, (c // self.planes, self.planes)).sum(2) if self.planes > 1 else x
+        merged = x.unflatten(1, (-1, self.planes)).sum(2) if self.planes > 1 else x
         widened = merged.repeat_interleave(self.repeats, dim=1) if self.repeats > 1 else merged
         return widened * self.gate(merged)
 
@@ -164,6 +163,7 @@ class DiceUnit(nn.Module):
     """
 
     ends_with_activation = True
+    __jit_unused_properties__ = ["plane_path"]  # reads hook dicts; TorchScript takes the interleaved path
 
     def __init__(
         self,
@@ -192,8 +192,12 @@ class DiceUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(x)
-        if self.plane_path:
-            return self.fusion.forward_planes(self.spatial.forward_planes(x))  # no interleaved copy
+        # TorchScript and torch.fx take the interleaved path (the same function): its BN and PReLU are modules
+        # that read their training flag when they run, where the plane path's per-branch BN would be frozen
+        # into a traced graph in the mode it was traced in
+        if not torch.jit.is_scripting():  # noqa: SIM102  (alone, so TorchScript skips the block)
+            if self.plane_path and not isinstance(x, torch.fx.Proxy):
+                return self.fusion.forward_planes(self.spatial.forward_planes(x))  # no interleaved copy
         return self.fusion(self.spatial(x))
 
     @property

@@ -38,6 +38,11 @@ Two formulations share one set of parameters:
 
 BN and PReLU are per channel, so applying them after the shuffle (both formulations here) equals the
 authors' order (BN + PReLU, then shuffle) with the parameters permuted accordingly.
+
+Tracing and scripting: the resampling, the layout-dependent height-/width-wise convs and the input check
+branch on the runtime shape or memory format, so they are leaf functions for torch.fx and timm's fx
+feature extraction (``torch.fx.wrap`` / ``register_notrace_function``); a traced DimConv resamples at any
+input size as the eager one does. Everything here compiles with TorchScript.
 """
 
 from __future__ import annotations
@@ -46,11 +51,16 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_function
 from torch import nn
 
 from effconv.ops.common import channel_shuffle, interleave
 
+torch.fx.wrap("interleave")  # a leaf where DimConv calls it (see effconv.ops.common)
 
+
+@register_notrace_function
+@torch.fx.wrap
 def resample_axis(x: torch.Tensor, size: int, axis: int) -> torch.Tensor:
     """Resize ``x`` along height (axis 2) or width (axis 3) only, the authors' way.
 
@@ -59,7 +69,7 @@ def resample_axis(x: torch.Tensor, size: int, axis: int) -> torch.Tensor:
     current = x.shape[axis]
     if current == size:
         return x
-    target = (size, x.shape[3]) if axis == 2 else (x.shape[2], size)
+    target = [size, x.shape[3]] if axis == 2 else [x.shape[2], size]
     if current < size:
         return F.interpolate(x, size=target, mode="bilinear", align_corners=True)
     return F.adaptive_avg_pool2d(x, target)
@@ -69,6 +79,8 @@ def _is_channels_last(x: torch.Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
+@register_notrace_function
+@torch.fx.wrap
 def height_wise_conv(x: torch.Tensor, weight: torch.Tensor, padding: int) -> torch.Tensor:
     """Per-row n x n conv over the (C, W) plane; ``weight`` (H, 1, n_C, n_W) as in the authors' layout."""
     rows = weight.shape[0]
@@ -79,6 +91,8 @@ def height_wise_conv(x: torch.Tensor, weight: torch.Tensor, padding: int) -> tor
     return F.conv2d(x.transpose(1, 2), weight, padding=padding, groups=rows).transpose(1, 2)
 
 
+@register_notrace_function
+@torch.fx.wrap
 def width_wise_conv(x: torch.Tensor, weight: torch.Tensor, padding: int) -> torch.Tensor:
     """Per-column n x n conv over the (H, C) plane; ``weight`` (W, 1, n_H, n_C) as in the authors' layout."""
     cols = weight.shape[0]
@@ -116,25 +130,18 @@ class DimensionWiseConv(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.channels}, input_size=({self.height}, {self.width}), kernel_size={self.kernel_size}"
 
-    def _check(self, x: torch.Tensor) -> None:
-        if x.shape[1] != self.channels:
-            raise ValueError(f"DimConv built for {self.channels} channels got {x.shape[1]}")
-        if not self.resample and tuple(x.shape[2:]) != (self.height, self.width):
-            raise ValueError(
-                f"DimConv built for {self.height}x{self.width} got {x.shape[2]}x{x.shape[3]} with resample=False"
-            )
-
     def branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        self._check(x)
+        check_input(x, self.channels, self.height, self.width, self.resample)
         pad = self.kernel_size // 2
-        height, width = x.shape[2:]
+        height, width = x.shape[2], x.shape[3]
         depth = F.conv2d(x, self.weight_depth, padding=pad, groups=self.channels)
         h = height_wise_conv(resample_axis(x, self.height, 2), self.weight_height, pad)
         w = width_wise_conv(resample_axis(x, self.width, 3), self.weight_width, pad)
         return depth, resample_axis(h, height, 2), resample_axis(w, width, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.norm(interleave(*self.branches(x))))
+        depth, h, w = self.branches(x)
+        return self.act(self.norm(interleave([depth, h, w])))
 
     def forward_planes(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[depth, height, width] responses, each after BN + PReLU: ``forward`` = their interleave."""
@@ -191,7 +198,7 @@ class DimensionWiseConv(nn.Module):
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         """The authors' formulation: transposes with contiguous copies, concat, group-3 shuffle."""
-        self._check(x)
+        check_input(x, self.channels, self.height, self.width, self.resample)
         pad = self.kernel_size // 2
         height, width = x.shape[2:]
         depth = F.conv2d(x, self.weight_depth, padding=pad, groups=self.channels)
@@ -208,6 +215,17 @@ class DimensionWiseConv(nn.Module):
         n, c, height, width = inputs[0].shape
         # the height-wise branch runs at (build height x runtime width), the width-wise one the other way
         return n * self.kernel_size**2 * c * (height * width + self.height * width + height * self.width)
+
+
+@register_notrace_function
+@torch.fx.wrap
+def check_input(x: torch.Tensor, channels: int, height: int, width: int, resample: bool) -> None:
+    """One line saying what does not fit: the channel count, or a size other than the build size when the
+    unit may not resample."""
+    if x.shape[1] != channels:
+        raise ValueError(f"DimConv built for {channels} channels got {x.shape[1]}")
+    if not resample and (x.shape[2] != height or x.shape[3] != width):
+        raise ValueError(f"DimConv built for {height}x{width} got {x.shape[2]}x{x.shape[3]} with resample=False")
 
 
 def size_pair(size, name: str = "input_size") -> tuple[int, int]:

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_function
 from torch import nn
 
 from effconv.ops.common import make_divisible
@@ -157,8 +158,16 @@ def _weighted(grads, coef_j) -> torch.Tensor:
     return out
 
 
-def shift_fusion_max(x: torch.Tensor, coef: torch.Tensor, groups: int, shift: str = "authors"):
-    """Eq. 4 with coefficients ``coef`` of shape (N, K, J, C) (the fast path)."""
+@register_notrace_function
+@torch.fx.wrap
+def shift_fusion_max(x: torch.Tensor, coef: torch.Tensor, groups: int, shift: str = "authors") -> torch.Tensor:
+    """Eq. 4 with coefficients ``coef`` of shape (N, K, J, C) (the fast path).
+
+    A leaf for torch.fx and timm's fx feature extraction: it dispatches on grad mode and runs an autograd
+    Function, neither of which a symbolic trace can follow. TorchScript compiles no autograd Function, so
+    scripted models run the rolled form (the same function)."""
+    if torch.jit.is_scripting():
+        return shift_fusion_max_rolled(x, coef, groups, shift)
     _check(x, coef, groups)
     if torch.compiler.is_compiling():  # under torch.compile: the form inductor fuses into one loop
         return shift_fusion_max_rolled(x, coef, groups, shift)
@@ -185,21 +194,29 @@ def _fusion_max_inference(x, coef, groups: int, shift: str):
     return out
 
 
-def shift_fusion_max_rolled(x: torch.Tensor, coef: torch.Tensor, groups: int, shift: str = "authors"):
+def shift_fusion_max_rolled(x: torch.Tensor, coef: torch.Tensor, groups: int, shift: str = "authors") -> torch.Tensor:
     """Eq. 4 with each shift as a ``roll`` of the (G, C/G) channel view: pure tensor ops and no gather, so
     inductor turns shift, weighting and max into index arithmetic inside one fused loop, forward and backward
     (a gather's backward would be a scatter-add). Eager it is slower than ``shift_fusion_max``; it is what
     runs under ``torch.compile`` (benchmarks/bench_micronet.py: compiled, ~1x a depth-wise conv in NCHW)."""
     n, c, h, w = x.shape
     view = x.view(n, groups, c // groups, h, w) if x.is_contiguous() else x.unflatten(1, (groups, c // groups))
-    shifted = [x] + [
-        view.roll((-j, -j if shift == "authors" else 0), (1, 2)).flatten(1, 2) for j in range(1, coef.shape[2])
-    ]
+    moves_position = 1 if shift == "authors" else 0
+    shifted = [x]
+    for j in range(1, coef.shape[2]):
+        shifted.append(view.roll((-j, -j * moves_position), (1, 2)).flatten(1, 2))
     coef = coef.to(x.dtype)[..., None, None]
-    out = None
-    for k in range(coef.shape[1]):
-        z = sum(coef[:, k, j] * shifted[j] for j in range(len(shifted)))
-        out = z if out is None else torch.maximum(out, z)
+    out = _weighted_sum(coef[:, 0], shifted)
+    for k in range(1, coef.shape[1]):
+        out = torch.maximum(out, _weighted_sum(coef[:, k], shifted))
+    return out
+
+
+def _weighted_sum(coef_k: torch.Tensor, shifted: list[torch.Tensor]) -> torch.Tensor:
+    """sum_j coef_k[:, j] * shifted[j] (one fusion of the rolled form)."""
+    out = coef_k[:, 0] * shifted[0]
+    for j in range(1, len(shifted)):
+        out = out + coef_k[:, j] * shifted[j]
     return out
 
 
@@ -259,7 +276,7 @@ class CoefficientMap(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = x.mean((2, 3))
         h = F.hardsigmoid(self.fc2(F.relu(self.fc1(pooled))))
-        return self.init + (h.view(-1, *self.init.shape) - 0.5) * (2 * self.act_max)
+        return self.init + (h.unflatten(1, self.init.shape) - 0.5) * (2 * self.act_max)
 
 
 class DynamicShiftMax(nn.Module):
