@@ -25,7 +25,9 @@ from effconv.models.formats import edgenets
 from effconv.models.shakeshake import ShakeBlock
 
 REPO = Path(__file__).resolve().parent.parent
-FIXTURE_DIR = Path("shared") / "fixtures" / "authors_checkpoints"
+# files written by the authors' own code (README there: formats, knobs, tolerances); kept in the repository so a
+# fresh clone (CI) tests every converter
+FIXTURE_DIR = REPO / "tests" / "fixtures" / "authors_checkpoints"
 FILES = [
     "micronet_m0.pt",
     "micronet_m3.pt",
@@ -41,16 +43,9 @@ FILES = [
 ]
 
 
-def fixture_dir() -> Path | None:
-    """``$EFFCONV_AUTHORS_CHECKPOINTS``, else ``shared/fixtures/authors_checkpoints`` beside a parent of the repo."""
-    if os.environ.get("EFFCONV_AUTHORS_CHECKPOINTS"):
-        return Path(os.environ["EFFCONV_AUTHORS_CHECKPOINTS"])
-    return next((p / FIXTURE_DIR for p in REPO.parents if (p / FIXTURE_DIR).is_dir()), None)
-
-
-needs_fixtures = pytest.mark.skipif(
-    fixture_dir() is None, reason="authors' checkpoint fixtures not found (set EFFCONV_AUTHORS_CHECKPOINTS)"
-)
+def fixture_dir() -> Path:
+    """``$EFFCONV_AUTHORS_CHECKPOINTS`` (another copy of the files), else ``tests/fixtures/authors_checkpoints``."""
+    return Path(os.environ.get("EFFCONV_AUTHORS_CHECKPOINTS") or FIXTURE_DIR)
 
 
 def users_file(name: str, tmp_path: Path) -> tuple[Path, dict]:
@@ -65,7 +60,6 @@ def relative_error(out: torch.Tensor, reference: torch.Tensor) -> float:
     return ((out.double() - reference).abs().max() / reference.abs().max()).item()
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", FILES)
 def test_authors_checkpoint_matches_the_authors_outputs(name, tmp_path, caplog):
     path, fixture = users_file(name, tmp_path)
@@ -95,7 +89,6 @@ def test_authors_checkpoint_matches_the_authors_outputs(name, tmp_path, caplog):
         assert "keep their initialisation" not in caplog.text
 
 
-@needs_fixtures
 def test_micronet_bare_state_dict_without_prefix_converts_as_the_training_dict(tmp_path):
     _, fixture = users_file("micronet_m0.pt", tmp_path)
     training_dict = fixture["checkpoint"]
@@ -113,7 +106,6 @@ def _saved(content, tmp_path: Path) -> Path:
     return path
 
 
-@needs_fixtures
 def test_weights_of_another_variant_stop_with_one_line_naming_the_layout_and_first_key(tmp_path):
     path, _ = users_file("resnet20_standard.pt", tmp_path)
     with pytest.raises(UserError) as error:

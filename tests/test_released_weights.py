@@ -21,7 +21,7 @@ from effconv.report.released import MARK, load_released
 from effconv.report.render import build_table, to_markdown
 from effconv.report.spec import load_spec
 from tests.data_formats import write
-from tests.test_authors_checkpoints import needs_fixtures, users_file
+from tests.test_authors_checkpoints import users_file
 
 ROW = "CIFAR-10 ResNet-20 Multiception"
 MODEL = ["model=resnet20_cifar", "model.conv=multiception"]
@@ -42,7 +42,6 @@ def released(tmp_path_factory):
     return {"path": path, "root": root, "eval.json": out, "result": evaluate_saved(eval_cfg)}
 
 
-@needs_fixtures
 def test_evaluate_measures_released_weights_named_on_the_command_line(released):
     result = released["result"]
     assert result["weights"] == "multiception" and result["released"] and result["epoch"] is None
@@ -62,7 +61,6 @@ def test_evaluate_measures_released_weights_named_on_the_command_line(released):
     assert total == 40 and result["top1"] == pytest.approx(100.0 * hits / total)
 
 
-@needs_fixtures
 def test_report_fills_the_rows_cell_from_the_released_evaluation_and_marks_it(released):
     spec = load_spec("multiception/table1")
     spec.rows = [r for r in spec.rows if "ResNet-20" in r.name]
@@ -82,7 +80,6 @@ def test_report_fills_the_rows_cell_from_the_released_evaluation_and_marks_it(re
     assert not table.released and table.cells[ROW]["error"].ours == pytest.approx(7.5)
 
 
-@needs_fixtures
 def test_fine_tuning_starts_from_released_weights_with_a_new_classifier(released):
     model = timm.create_model("resnet20_cifar", conv="multiception", num_classes=100)
     messages = []
