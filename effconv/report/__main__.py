@@ -15,12 +15,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from effconv.config import group_options
+from effconv.config import CONF_DIR, group_options
 from effconv.errors import UserError
 
 
 def _tables() -> list[str]:
-    return [e for e in group_options("experiment") if "table:" in (Path("conf/experiment") / f"{e}.yaml").read_text()]
+    """Experiments that define a table (found through the package, whatever the working directory)."""
+    return [e for e in group_options("experiment") if "table:" in (CONF_DIR / "experiment" / f"{e}.yaml").read_text()]
 
 
 def render_experiment(name: str, static: bool, roots: list[Path], out: Path) -> str:

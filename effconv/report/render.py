@@ -9,7 +9,7 @@ from pathlib import Path
 
 from effconv.errors import UserError
 from effconv.report.collect import runs_of
-from effconv.report.columns import COLUMNS, Cell, RowContext, cell
+from effconv.report.columns import COLUMNS, Cell, RowContext, cell, change
 from effconv.report.spec import TableSpec
 from effconv.report.summaries import SUMMARIES
 
@@ -24,6 +24,14 @@ class Table:
     @property
     def columns(self):
         return [COLUMNS[c] for c in self.spec.columns]
+
+    def change_vs_reference(self, row, column: str, relative: bool = True, side: str = "ours") -> float | None:
+        """``row``'s ``column`` against its ``relative_to`` row: percent (relative) or points; ``side`` picks
+        our numbers or the paper's cells. None without a reference row or a value on either side."""
+        if not row.relative_to or column not in self.cells[row.name]:
+            return None
+        value, reference = self.cells[row.name][column], self.cells[row.relative_to][column]
+        return change(getattr(value, side), getattr(reference, side), relative)
 
 
 def build_table(spec: TableSpec, results: list[dict], static_only: bool) -> Table:
@@ -63,15 +71,8 @@ def _delta(c: Cell, column, tolerance: float | None) -> str:
 
 
 def _relative(table: Table, row) -> str:
-    if not row.relative_to:
-        return ""
-    parts = []
-    for name in ("params", "madds"):
-        if name in table.cells[row.name]:
-            ours, ref = table.cells[row.name][name].ours, table.cells[row.relative_to][name].ours
-            if ours is not None and ref:
-                parts.append(f"{name} {100 * (ours - ref) / ref:+.2f}%")
-    return ", ".join(parts)
+    changes = [(name, table.change_vs_reference(row, name)) for name in ("params", "madds")]
+    return ", ".join(f"{name} {value:+.2f}%" for name, value in changes if value is not None)
 
 
 def header(table: Table) -> list[str]:
