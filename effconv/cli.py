@@ -102,9 +102,9 @@ def guarded(fn: Callable, *args):
 
 
 def main(hydra_main: Callable, config_name: str) -> None:
-    from effconv.config import quote_path_overrides
+    from effconv.config import prepare_overrides
 
-    sys.argv[1:] = quote_path_overrides(sys.argv[1:])
+    sys.argv[1:] = prepare_overrides(sys.argv[1:])
     try:
         preflight(sys.argv[1:], config_name)
     except UserError as e:

@@ -197,6 +197,18 @@ PATH_KEYS = (
 _HYDRA_UNQUOTED = re.compile(r"^[\w/\\\-+.$%*@?|:~]*$")
 
 
+def experiment_without_plus(overrides: list[str]) -> list[str]:
+    """``+experiment=x`` -> ``experiment=x``: the defaults list holds ``experiment: null``, so Hydra takes the
+    plain form (and refuses to append a group that is already listed); the ``+`` form of earlier commands
+    keeps working."""
+    return [line[1:] if line.startswith("+experiment=") else line for line in overrides]
+
+
+def prepare_overrides(overrides: list[str]) -> list[str]:
+    """What the command line (or a caller of ``compose``) gives, made ready for Hydra's override parser."""
+    return quote_path_overrides(experiment_without_plus(list(overrides)))
+
+
 def quote_path_overrides(overrides: list[str]) -> list[str]:
     """``run=outputs/a__x=1,y=2`` -> ``run='outputs/a__x=1,y=2'`` (already quoted values are left alone)."""
     quoted = []
@@ -220,7 +232,7 @@ def compose(overrides: list[str] = (), config_name: str = "config") -> DictConfi
     from hydra.core.hydra_config import HydraConfig
 
     register_configs()
-    overrides = quote_path_overrides(list(overrides))
+    overrides = prepare_overrides(overrides)
     check_group_choices(overrides)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -6,11 +6,11 @@ import pytest
 
 from effconv.report.__main__ import _tables
 from effconv.report.__main__ import main as report_main
-from effconv.report.columns import COLUMNS, Column, register_column
-from effconv.report.summaries import SUMMARIES, register_summary
 from effconv.report.collect import runs_of
+from effconv.report.columns import COLUMNS, Column, register_column
 from effconv.report.render import build_table, to_csv, to_markdown
 from effconv.report.spec import load_spec
+from effconv.report.summaries import SUMMARIES, register_summary
 from hydra_plugins.effconv_table_sweeper.table_sweeper import row_jobs
 
 

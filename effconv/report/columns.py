@@ -35,7 +35,7 @@ class RowContext:
 
     @functools.cached_property
     def cfg(self) -> DictConfig:
-        return compose([f"+experiment={self.spec.experiment}", *self.row.overrides])
+        return compose([f"experiment={self.spec.experiment}", *self.row.overrides])
 
     @property
     def input_size(self) -> tuple[int, int, int]:

@@ -54,7 +54,7 @@ def load_spec(experiment: str) -> TableSpec:
     options = group_options("experiment")
     if experiment not in options:
         raise unknown_choice("experiment", experiment, options, "; see conf/experiment/")
-    cfg = compose([f"+experiment={experiment}"])
+    cfg = compose([f"experiment={experiment}"])
     table = cfg.get("table")
     if not table or not table.get("rows"):
         raise UserError(f"experiment {experiment} has no table.rows; it is not a table")
