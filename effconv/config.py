@@ -165,13 +165,14 @@ def group_options(group: str) -> list[str]:
 
 
 def check_group_choices(overrides: list[str]) -> None:
-    """Reject unknown group options in command-line overrides with one line (Hydra prints a list).
+    """Reject unknown group options (and knobs that have a new name) in command-line overrides with one line.
 
     Sweeps (``model=a,b``) are checked value by value; anything that is not a plain group choice is left to
     Hydra.
     """
     for line in overrides:
         key, sep, value = line.partition("=")
+        _check_renamed_knob(key)
         group = key.lstrip("+~")
         if not sep or group not in GROUPS or any(c in value for c in "()[]{}$*"):
             continue
@@ -179,6 +180,18 @@ def check_group_choices(overrides: list[str]) -> None:
         for choice in value.split(","):
             if choice and choice != "null" and choice not in options:
                 raise unknown_choice(group, choice, options, f"; see conf/{group}/")
+
+
+def _check_renamed_knob(key: str) -> None:
+    """``model.dw=...`` (a knob that has a new name, so no model config holds it): one line naming the new one.
+    With ``+`` the knob reaches the model, which says the same (``effconv.models.create``)."""
+    parent, _, leaf = key.rpartition(".")
+    if parent == "model":
+        from effconv.models.units import renamed_knob
+
+        message = renamed_knob(leaf, prefix="model.")
+        if message:
+            raise UserError(message)
 
 
 # keys whose values are paths: quoted for Hydra's override grammar, which takes ',' as a sweep list and

@@ -85,6 +85,14 @@ TRAIN = {
         r"model resnet20_cifar: unknown conv 'nope'; use one of standard, dsconv, .* "
         r"or a unit of effconv\.ops\.UNITS \(dice, ",
     ),
+    "renamed-knob-dw": (
+        ["model=mobilenetv3_small_xsep", "model.dw=dw"],
+        r"model\.dw is now model\.conv \(the same values: dw, xsepconv, xsepconv_b, xsepconv_p, xsepconv_no2x2\)$",
+    ),
+    "renamed-knob-depthwise": (
+        ["model=micronet_m0", "+model.depthwise=kxk"],
+        r"model micronet_m0: depthwise is now conv \(depthwise=micro is conv=micro_dw, depthwise=kxk is conv=dw\)$",
+    ),
     "unknown-transform": (["data.train_transform=nope"], r"unknown transform preset 'nope' \(did you mean none\?\)"),
     "data-root-missing": (["data.root=/nonexistent"], r"digits: data\.root=/nonexistent is not a directory; expe"),
     "data-file-missing": (["data.root={empty}"], r"digits: {empty}/digits\.csv\.gz not found; expected scikit"),

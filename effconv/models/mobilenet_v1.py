@@ -44,7 +44,7 @@ from torch import nn
 
 from effconv.models import register
 from effconv.models.base import ClassifierNet, init_kaiming
-from effconv.models.unit_host import host_unit, pair, strided
+from effconv.models.units import DICE_HOST_UNITS, check_conv, host_unit, pair, strided
 from effconv.ops.common import ConvBnAct
 
 # (output channels / stem channels, stride) of the 13 separable convs (MobileNetV1 paper, Table 1)
@@ -66,6 +66,7 @@ class MobileNetV1(ClassifierNet):
         super().__init__()
         if width_mult <= 0:
             raise ValueError(f"width_mult must be positive, got {width_mult}")
+        check_conv(conv, DICE_HOST_UNITS)
         self.width_mult = width_mult
         size = strided(pair(img_size))
         in_ch = stem = max(1, round(32 * width_mult))

@@ -52,7 +52,7 @@ from torch import nn
 
 from effconv.models import register
 from effconv.models.dicenet import REPEATS, SkeletonNet
-from effconv.models.unit_host import host_unit, pair, strided
+from effconv.models.units import DICE_HOST_UNITS, check_conv, host_unit, pair, strided
 from effconv.ops.common import ConvBnAct
 from effconv.ops.dice import first_pointwise
 
@@ -95,6 +95,7 @@ class ResNetDW(SkeletonNet):
         super().__init__()
         if width_mult <= 0:
             raise ValueError(f"width_mult must be positive, got {width_mult}")
+        check_conv(conv, DICE_HOST_UNITS)
         self.width_mult, self.img_size = width_mult, pair(img_size)
         mid = max(1, round(BASE_MID * width_mult))
         widths = [4 * mid, 8 * mid, 16 * mid]
