@@ -15,9 +15,9 @@ import sklearn.datasets
 import tests.helper_models  # noqa: F401
 from effconv import cli
 from effconv.config import compose as compose_any
-from effconv.engine.evaluation import evaluate_saved
 from effconv.engine.loop import train
 from effconv.errors import UserError
+from effconv.evaluate_saved import evaluate_saved
 from tests.conftest import REPO, compose, quick_overrides, run_cli
 
 BUNDLED_DIGITS = Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"
