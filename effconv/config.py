@@ -100,6 +100,7 @@ class TrainConfig:
     table: Any = None  # the table spec of an experiment (rows, columns, paper numbers)
     run_name: str = MISSING
     output_root: str = "outputs"
+    run_dir: Optional[str] = None  # where the run's files go: Hydra's output directory of the job (config.yaml)
     seed: int = 0
     deterministic: bool = False  # also forbid non-deterministic GPU kernels (CPU runs are reproducible anyway)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -237,7 +238,8 @@ def compose(overrides: list[str] = (), config_name: str = "config") -> DictConfi
     """Compose a config exactly as ``train.py`` would, for tests, the report and tools.
 
     The hydra node is kept (run names interpolate ``hydra:job.override_dirname``) and registered as the
-    current HydraConfig, then the task config is returned without it.
+    current HydraConfig, then the task config is returned without it. Outside a Hydra job there is no output
+    directory: ``run_dir`` becomes the one a single run of these overrides would get (``hydra.run.dir``).
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -252,9 +254,11 @@ def compose(overrides: list[str] = (), config_name: str = "config") -> DictConfi
         cfg = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations resolve through it
     with open_dict(cfg):
-        del cfg["hydra"]
         if "run_name" in cfg:  # fix it now: a later compose replaces the global HydraConfig
             cfg.run_name = cfg.run_name
+        if "run_dir" in cfg:
+            cfg.run_dir = str(cfg.hydra.run.dir)
+        del cfg["hydra"]
     return cfg
 
 
