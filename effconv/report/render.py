@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from effconv.errors import UserError
-from effconv.report.collect import runs_of
+from effconv.report.collect import failed, runs_of
 from effconv.report.columns import COLUMNS, Cell, RowContext, cell, change
 from effconv.report.spec import TableSpec
 from effconv.report.summaries import SUMMARIES
@@ -19,7 +19,8 @@ class Table:
     spec: TableSpec
     static_only: bool
     cells: dict[str, dict[str, Cell]] = field(default_factory=dict)  # row name -> column -> cell
-    runs: dict[str, int] = field(default_factory=dict)  # row name -> runs found
+    runs: dict[str, int] = field(default_factory=dict)  # row name -> finished runs found
+    failures: dict[str, list[str]] = field(default_factory=dict)  # row name -> reasons of its failed runs
 
     @property
     def columns(self):
@@ -41,8 +42,10 @@ def build_table(spec: TableSpec, results: list[dict], static_only: bool) -> Tabl
     table = Table(spec, static_only)
     for row in spec.rows:
         ctx = RowContext(spec, row)
-        runs = [] if static_only else runs_of(row, spec, results)
+        found = [] if static_only else runs_of(row, spec, results)
+        runs = [r for r in found if not failed(r)]
         table.runs[row.name] = len(runs)
+        table.failures[row.name] = [r.get("reason", "no reason recorded") for r in found if failed(r)]
         table.cells[row.name] = {c.name: cell(c, ctx, runs, spec.metric) for c in table.columns}
     return table
 
@@ -51,13 +54,15 @@ def _num(value, digits):
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _ours(c: Cell, digits: int) -> str:
+def _ours(c: Cell, digits: int, failures: list[str] = ()) -> str:
+    """Our value (mean ± std over seeds); a run column whose row's runs failed says so."""
     if c.ours is None:
-        return "–"
+        return "failed: " + failures[0].replace("|", "\\|") if failures else "–"
     text = f"{c.ours:.{digits}f}"
     if c.std is not None:
         text += f" ± {c.std:.{digits}f}"
-    return text + (f" (n={c.n})" if c.n > 1 else "")
+    text += f" (n={c.n})" if c.n > 1 else ""
+    return text + (f" ({len(failures)} failed)" if failures else "")
 
 
 def _delta(c: Cell, column, tolerance: float | None) -> str:
@@ -91,11 +96,21 @@ def body(table: Table) -> list[list[str]]:
         line = [row.name]
         for c in table.columns:
             x = table.cells[row.name][c.name]
-            line += [_ours(x, c.digits), _num(x.paper, c.digits), _delta(x, c, table.spec.tolerances.get(c.name))]
+            failures = table.failures.get(row.name, []) if c.from_run else []
+            line += [
+                _ours(x, c.digits, failures),
+                _num(x.paper, c.digits),
+                _delta(x, c, table.spec.tolerances.get(c.name)),
+            ]
         if with_relative:
             line.append(f"{_relative(table, row)} vs {row.relative_to}" if row.relative_to else "")
         lines.append(line)
     return lines
+
+
+def _failed_runs(table: Table) -> str:
+    count = sum(len(reasons) for reasons in table.failures.values())
+    return f" (and {count} failed)" if count else ""
 
 
 def to_markdown(table: Table) -> str:
@@ -108,7 +123,7 @@ def to_markdown(table: Table) -> str:
             "static columns only (no runs read)."
             if table.static_only
             else f"accuracy is the {spec.metric} epoch of each run, mean ± std over seeds; runs found: "
-            f"{sum(table.runs.values())}."
+            f"{sum(table.runs.values())}" + _failed_runs(table) + "."
         ),
         "",
     ]
