@@ -48,7 +48,7 @@ def test_recipes_follow_the_paper(data):
         "cosine",
         5,
     )
-    assert cfg.seed == 0 and cfg.model.small_input == "stem_block1" and cfg.model.dw == "xsepconv"
+    assert cfg.seed == 0 and cfg.model.small_input == "stem_block1" and cfg.model.conv == "xsepconv"
 
 
 def test_kernel_seven_figures_set_their_knob():
