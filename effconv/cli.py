@@ -12,6 +12,7 @@ exits 1.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -131,17 +132,19 @@ def guarded(fn: Callable, *args):
 
 
 def _record_failure(args: tuple, reason: str, exit_code: int) -> None:
-    """failed.json and a ``failed`` event in the run directory of a training job (rank 0 only)."""
-    import os
+    """failed.json and a ``failed`` event in the run directory of a training job (rank 0 only; best effort:
+    a config too broken to name its run directory is not recorded)."""
+    from effconv.engine.outputs import record_failure, run_dir_of
+    from effconv.engine.results import task_overrides
 
     cfg = args[0] if args else None
     if cfg is None or "run_name" not in cfg or os.environ.get("RANK", "0") != "0":
         return
-    from effconv.engine.outputs import record_failure, run_dir_of
-    from effconv.engine.results import task_overrides
-
-    facts = {"run_name": cfg.run_name, "experiment": cfg.get("experiment"), "overrides": task_overrides()}
-    record_failure(run_dir_of(cfg), reason, exit_code, **facts)
+    try:
+        run_dir, facts = run_dir_of(cfg), {"run_name": cfg.run_name, "experiment": cfg.get("experiment")}
+    except Exception:  # an interpolation that cannot resolve, say
+        return
+    record_failure(run_dir, reason, exit_code, **facts, overrides=task_overrides())
 
 
 def main(hydra_main: Callable, config_name: str) -> None:

@@ -312,6 +312,7 @@ def train(cfg) -> dict:
     if finished is not None:
         if os.environ.get("RANK", "0") == "0":
             print(f"{run_dir_of(cfg)} finished already; resume=never would train it again", flush=True)
+            print_result_table(finished)
         return finished
     trainer = Trainer(cfg)
     try:
