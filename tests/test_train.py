@@ -224,3 +224,22 @@ def test_lr_scales_with_effective_batch(tmp_path):
     assert math.isclose(trainer.lr.lr, 0.4 * 64 / 256)
     assert "lr 0.4 per 256 images -> 0.1 at effective batch 64" in trainer.lr.note
     assert trainer.updates_per_epoch == math.ceil(len(trainer.loaders.train) / 2)
+
+
+def test_loss_scaler_step_equals_the_plain_step(tmp_path):
+    """The fp16 path's step through timm's NativeScaler (scaled backward, need_update for accumulation, unscale
+    before clipping), run here with a CPU GradScaler on fp32: the same weights as the plain step, bit for bit
+    (scaling by a power of two is exact). 7 micro-batches, accumulation 3 (windows 3, 3, 1), clipping."""
+    from timm.utils import NativeScaler
+
+    def weights_after(scaled: bool) -> dict:
+        common = [*MLP, "recipe.epochs=1", "recipe.batch_size=8", "recipe.accum_steps=3", "limit_train_batches=7"]
+        root = tmp_path / ("scaled" if scaled else "plain")
+        trainer = Trainer(compose(*quick_overrides(root, *common, "limit_eval_batches=1", "recipe.clip_grad=0.5")))
+        if scaled:
+            trainer.scaler = NativeScaler("cpu")
+        trainer.run()
+        assert trainer.state.global_step == 3
+        return trainer.model.state_dict()
+
+    assert_same_weights(weights_after(False), weights_after(True))
