@@ -11,9 +11,10 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg):
-    from effconv.engine.evaluation import evaluate_saved
+    from effconv.evaluate_saved import evaluate_saved
 
-    return cli.guarded(evaluate_saved, cfg)["top1"]
+    results = cli.guarded(evaluate_saved, cfg)
+    return results["top1"] if results else None
 
 
 if __name__ == "__main__":

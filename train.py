@@ -12,7 +12,8 @@ register_configs()
 def main(cfg):
     from effconv.engine.loop import train
 
-    return cli.guarded(train, cfg)["top1"]
+    results = cli.guarded(train, cfg)  # None: a sweep job that failed (recorded in its run directory)
+    return results["top1"] if results else None
 
 
 if __name__ == "__main__":

@@ -75,11 +75,7 @@ def trainer_for(model: str, ctx: Context, out: str, *extra: str):
             *extra,
         ]
     )
-    trainer = Trainer(cfg)
-    trainer.build()
-    trainer.wrap()
-    trainer.stop = type("NoSignal", (), {"received": None})()
-    return trainer
+    return Trainer(cfg)
 
 
 def loop_steps(trainer, steps: int = STEPS):
@@ -88,8 +84,7 @@ def loop_steps(trainer, steps: int = STEPS):
     state = {"epoch": 0}
 
     def fn():
-        p = trainer.progress
-        p.batch, p.loss_sum, p.seen = 0, 0.0, 0
+        trainer.state.start_epoch(state["epoch"])
         trainer.train_epoch(state["epoch"])
         state["epoch"] += 1
 

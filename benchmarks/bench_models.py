@@ -4,8 +4,8 @@
   reference implementation of the same architecture:
   - timm ``mixnet_s`` vs the same network and weights on our MixConv / GroupedPointwise
     (``bench_mixconv.from_timm``); ratio = ours img/s / timm img/s, target >= 1.0;
-  - timm ``mobilenetv3_small_100`` vs our XSepConv host with ``dw=dw, small_input=none`` (timm's network
-    layer for layer, built through our model file) and, for what XSepConv costs, with ``dw=xsepconv``.
+  - timm ``mobilenetv3_small_100`` vs our XSepConv host with ``conv=dw, small_input=none`` (timm's network
+    layer for layer, built through our model file) and, for what XSepConv costs, with ``conv=xsepconv``.
 * Inference latency at batch 1 on one CPU thread (the MicroNet paper's Fig. 5 setting, Sec. 6.1.3) for
   MicroNet M0-M3 and MobileNetV3-Small 0.35 (ours, the paper's baseline) / 0.5 / 0.75 / 1.0 (timm), 224 px,
   NCHW, eval mode, ``torch.inference_mode``. The latency-vs-accuracy plot is written next to the doc; the
@@ -79,7 +79,7 @@ def training_rows(ctx: Context) -> list[Row]:
     size = 224
     models = {
         "timm": timm.create_model("mobilenetv3_small_100"),
-        "dw": timm.create_model("mobilenetv3_small_xsep", dw="dw", small_input="none", num_classes=1000),
+        "dw": timm.create_model("mobilenetv3_small_xsep", conv="dw", small_input="none", num_classes=1000),
         "xsepconv": timm.create_model("mobilenetv3_small_xsep", small_input="none", num_classes=1000),
     }
     rates = _train_rate(models, size, batch, ctx)
@@ -87,7 +87,7 @@ def training_rows(ctx: Context) -> list[Row]:
     rows.append(
         Row(
             "models / training throughput vs reference",
-            f"MobileNetV3-Small 1.0 (our XSepConv host, dw=dw), {size} px, batch {batch}",
+            f"MobileNetV3-Small 1.0 (our XSepConv host, conv=dw), {size} px, batch {batch}",
             rates["dw"],
             "img/s",
             reference="timm mobilenetv3_small_100",
@@ -95,7 +95,7 @@ def training_rows(ctx: Context) -> list[Row]:
             ratio_meaning="ours img/s / reference img/s",
             target=">= 1.0",
             met=ratio >= 0.97,
-            note=f"timm {rates['timm']:.1f} img/s; the same network (met within 3% noise); with dw=xsepconv "
+            note=f"timm {rates['timm']:.1f} img/s; the same network (met within 3% noise); with conv=xsepconv "
             f"{rates['xsepconv']:.1f} img/s ({rates['xsepconv'] / rates['timm']:.2f}x timm)",
         )
     )

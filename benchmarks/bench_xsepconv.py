@@ -100,7 +100,7 @@ def run(ctx: Context) -> list[Row]:
         )
     )
     nets = {
-        dw_: timm.create_model("mobilenetv3_small_xsep", dw=dw_, num_classes=10).to(device, memory_format=fmt)
+        dw_: timm.create_model("mobilenetv3_small_xsep", conv=dw_, num_classes=10).to(device, memory_format=fmt)
         for dw_ in ("dw", "xsepconv")
     }
     images = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)

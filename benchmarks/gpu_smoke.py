@@ -163,18 +163,13 @@ def build_trainer(s: Smoke, model: str, *extra: str, size: int | None = None, ba
             *extra,
         ]
     )
-    trainer = Trainer(cfg)
-    trainer.build()
-    trainer.wrap()
-    trainer.stop = type("NoSignal", (), {"received": None})()
-    return trainer, batch, size
+    return Trainer(cfg), batch, size
 
 
 def run_updates(trainer, updates: int, epoch: int) -> None:
     """``updates`` optimizer updates through the loop's own epoch code (a fresh epoch of that length)."""
     trainer.batches_per_epoch = updates * trainer.recipe.accum_steps
-    p = trainer.progress
-    p.batch, p.loss_sum, p.seen = 0, 0.0, 0
+    trainer.state.start_epoch(epoch)
     trainer.train_epoch(epoch)
 
 
@@ -183,7 +178,7 @@ def syncs_per_update(s: Smoke, trainer, updates: int) -> tuple[float | None, flo
     (the first warms up, the last holds the end-of-epoch reads): CUDA's sync debug warnings (None on a CPU)
     and host_syncs' count; with the counter's first few call sites."""
     counter, marks = HostSyncs(s.device), []
-    real_step = trainer._step
+    real_step = trainer._after_update
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
 
@@ -192,7 +187,7 @@ def syncs_per_update(s: Smoke, trainer, updates: int) -> tuple[float | None, flo
             syncing = [w for w in caught if "synchroniz" in str(w.message)]
             marks.append((len(syncing), len(counter.where)))
 
-        trainer._step = step
+        trainer._after_update = step
         if s.cuda:
             torch.cuda.set_sync_debug_mode("warn")
         try:
@@ -201,7 +196,7 @@ def syncs_per_update(s: Smoke, trainer, updates: int) -> tuple[float | None, flo
         finally:
             if s.cuda:
                 torch.cuda.set_sync_debug_mode(0)
-            del trainer._step
+            del trainer._after_update
     (cuda0, host0), (cuda1, host1) = marks[0], marks[-2]
     n = len(marks) - 2
     sites = counter.where[host0:host1][:3]
@@ -408,21 +403,21 @@ def section_resume(s: Smoke) -> list[str]:
     ]
     with backend_flags(s.device):
         straight = train(compose([*common, "run_name=straight"]))
-        real_step = Trainer._step
+        real_step = Trainer._after_update
 
         def step(self):  # SIGUSR1 to this process after update 3, as a scheduler would send it
             real_step(self)
-            if self.progress.global_step == 3:
+            if self.state.global_step == 3:
                 os.kill(os.getpid(), signal.SIGUSR1)
 
-        Trainer._step = step
+        Trainer._after_update = step
         try:
             train(compose([*common, "run_name=resumed"]))
             interrupted = "no"
         except Interrupted as e:
             interrupted = str(e)
         finally:
-            Trainer._step = real_step
+            Trainer._after_update = real_step
         resumed = train(compose([*common, "run_name=resumed"]))
     a, b = (ckpt.load(s.work / "resume" / name / "checkpoints" / "last.pt") for name in ("straight", "resumed"))
     parts = {

@@ -1,14 +1,20 @@
-"""Entry-point glue: one-line errors for bad command lines, exit codes for the failures users cause.
+"""Entry-point glue: one-line errors for bad command lines, exit codes for the failures users cause, and the
+task wrapper that lets a sweep survive a failing job.
 
 Hydra reports composition errors as several lines plus a hint about HYDRA_FULL_ERROR. Before handing the
 command line to ``@hydra.main``, ``preflight`` composes it once with the compose API and turns any failure
-into a ``UserError`` naming the key (with close matches); ``guarded`` maps ``UserError`` and interrupts to
-``error: <line>`` on stderr and a non-zero exit status.
+into a ``UserError`` naming the key (with close matches). ``guarded`` runs the job: in a single run a
+``UserError`` is ``error: <line>`` on stderr and its exit status, an interrupt exit 143; in a sweep
+(``-m``) a failure of any kind is recorded in the job's run directory and printed, and the job returns so the
+next one runs (lightning-hydra-template's task wrapper); the sweeper's closing summary lists it and ``main``
+exits 1.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from collections.abc import Callable
 
 from omegaconf import OmegaConf
@@ -87,27 +93,71 @@ def preflight(argv: list[str], config_name: str) -> None:
         raise UserError(_one_line(e, overrides, config_name)) from None
 
 
-def guarded(fn: Callable, *args):
-    """Run ``fn``; a UserError or an interrupt becomes one line on stderr and its exit status."""
-    from effconv.engine.loop import Interrupted
+def in_sweep() -> bool:
+    """Whether this Hydra job is one of a multirun's."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:  # not inside a Hydra job
+        return False
+
+
+def guarded(fn: Callable, *args):
+    """Run ``fn(*args)`` (``args[0]``: the job's config). A UserError is one line on stderr; an interrupt exits
+    143. A failure of a training job is recorded in its run directory. In a single run a UserError then exits
+    with its status and anything else keeps its traceback; in a sweep the job returns None instead."""
+    from effconv.engine.signals import Interrupted
+
+    sweep = in_sweep()
+    try:
         return fn(*args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(e.exit_code)
     except Interrupted as e:
         print(f"interrupted: {e}", file=sys.stderr, flush=True)
         sys.exit(Interrupted.exit_code)
+    except UserError as e:
+        _record_failure(args, str(e), e.exit_code)
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        if not sweep:
+            sys.exit(e.exit_code)
+    except Exception as e:  # a bug, or a library's error (CUDA out of memory, ...): its traceback is printed
+        reason = f"{type(e).__name__}: {' '.join(str(e).split())}"
+        _record_failure(args, reason, 1)
+        if not sweep:
+            raise
+        traceback.print_exc()
+        print(f"error: {reason}", file=sys.stderr, flush=True)
+    return None
+
+
+def _record_failure(args: tuple, reason: str, exit_code: int) -> None:
+    """failed.json and a ``failed`` event in the run directory of a training job (rank 0 only; best effort:
+    a config too broken to name its run directory is not recorded)."""
+    from effconv.engine.outputs import record_failure, run_dir_of
+    from effconv.engine.results import task_overrides
+
+    cfg = args[0] if args else None
+    if cfg is None or "run_name" not in cfg or os.environ.get("RANK", "0") != "0":
+        return
+    try:
+        run_dir, facts = run_dir_of(cfg), {"run_name": cfg.run_name, "experiment": cfg.get("experiment")}
+    except Exception:  # an interpolation that cannot resolve, say
+        return
+    record_failure(run_dir, reason, exit_code, **facts, overrides=task_overrides())
 
 
 def main(hydra_main: Callable, config_name: str) -> None:
-    from effconv.config import quote_path_overrides
+    from effconv.config import prepare_overrides
 
-    sys.argv[1:] = quote_path_overrides(sys.argv[1:])
+    sys.argv[1:] = prepare_overrides(sys.argv[1:])
     try:
         preflight(sys.argv[1:], config_name)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(e.exit_code)
     hydra_main()
+    from effconv import sweeps
+
+    if sweeps.LAST.unfinished:  # a sweep ran and some job did not finish (its summary was printed)
+        sys.exit(1)

@@ -100,6 +100,7 @@ class TrainConfig:
     table: Any = None  # the table spec of an experiment (rows, columns, paper numbers)
     run_name: str = MISSING
     output_root: str = "outputs"
+    run_dir: Optional[str] = None  # where the run's files go: Hydra's output directory of the job (config.yaml)
     seed: int = 0
     deterministic: bool = False  # also forbid non-deterministic GPU kernels (CPU runs are reproducible anyway)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -169,13 +170,14 @@ def group_options(group: str) -> list[str]:
 
 
 def check_group_choices(overrides: list[str]) -> None:
-    """Reject unknown group options in command-line overrides with one line (Hydra prints a list).
+    """Reject unknown group options (and knobs that have a new name) in command-line overrides with one line.
 
     Sweeps (``model=a,b``) are checked value by value; anything that is not a plain group choice is left to
     Hydra.
     """
     for line in overrides:
         key, sep, value = line.partition("=")
+        _check_renamed_knob(key)
         group = key.lstrip("+~")
         if not sep or group not in GROUPS or any(c in value for c in "()[]{}$*"):
             continue
@@ -183,6 +185,18 @@ def check_group_choices(overrides: list[str]) -> None:
         for choice in value.split(","):
             if choice and choice != "null" and choice not in options:
                 raise unknown_choice(group, choice, options, f"; see effconv/conf/{group}/")
+
+
+def _check_renamed_knob(key: str) -> None:
+    """``model.dw=...`` (a knob that has a new name, so no model config holds it): one line naming the new one.
+    With ``+`` the knob reaches the model, which says the same (``effconv.models.create``)."""
+    parent, _, leaf = key.rpartition(".")
+    if parent == "model":
+        from effconv.models.units import renamed_knob
+
+        message = renamed_knob(leaf, prefix="model.")
+        if message:
+            raise UserError(message)
 
 
 # keys whose values are paths: quoted for Hydra's override grammar, which takes ',' as a sweep list and
@@ -201,6 +215,18 @@ PATH_KEYS = (
 _HYDRA_UNQUOTED = re.compile(r"^[\w/\\\-+.$%*@?|:~]*$")
 
 
+def experiment_without_plus(overrides: list[str]) -> list[str]:
+    """``+experiment=x`` -> ``experiment=x``: the defaults list holds ``experiment: null``, so Hydra takes the
+    plain form (and refuses to append a group that is already listed); the ``+`` form of earlier commands
+    keeps working."""
+    return [line[1:] if line.startswith("+experiment=") else line for line in overrides]
+
+
+def prepare_overrides(overrides: list[str]) -> list[str]:
+    """What the command line (or a caller of ``compose``) gives, made ready for Hydra's override parser."""
+    return quote_path_overrides(experiment_without_plus(list(overrides)))
+
+
 def quote_path_overrides(overrides: list[str]) -> list[str]:
     """``run=outputs/a__x=1,y=2`` -> ``run='outputs/a__x=1,y=2'`` (already quoted values are left alone)."""
     quoted = []
@@ -216,7 +242,8 @@ def compose(overrides: list[str] = (), config_name: str = "config") -> DictConfi
     """Compose a config exactly as ``train.py`` would, for tests, the report and tools.
 
     The hydra node is kept (run names interpolate ``hydra:job.override_dirname``) and registered as the
-    current HydraConfig, then the task config is returned without it.
+    current HydraConfig, then the task config is returned without it. Outside a Hydra job there is no output
+    directory: ``run_dir`` becomes the one a single run of these overrides would get (``hydra.run.dir``).
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -224,16 +251,18 @@ def compose(overrides: list[str] = (), config_name: str = "config") -> DictConfi
     from hydra.core.hydra_config import HydraConfig
 
     register_configs()
-    overrides = quote_path_overrides(list(overrides))
+    overrides = prepare_overrides(overrides)
     check_group_choices(overrides)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations resolve through it
     with open_dict(cfg):
-        del cfg["hydra"]
         if "run_name" in cfg:  # fix it now: a later compose replaces the global HydraConfig
             cfg.run_name = cfg.run_name
+        if "run_dir" in cfg:
+            cfg.run_dir = str(cfg.hydra.run.dir)
+        del cfg["hydra"]
     return cfg
 
 

@@ -66,8 +66,7 @@ def run(cfg) -> Trainer:
     try:
         trainer.run()
     finally:
-        if getattr(trainer, "sinks", None):
-            trainer.sinks.close()
+        trainer.close()
     return trainer
 
 
@@ -81,17 +80,17 @@ def save_rank_state(trainer: Trainer, directory: Path, caught: dict | None = Non
 def signal_after(update: int, rank: int | None = None):
     """From now on a run sends SIGUSR1 to this process right after optimizer update ``update`` (on ``rank``
     only, if given); returns the undo."""
-    original = Trainer._step
+    original = Trainer._after_update
 
     def step(self):
         original(self)
-        if self.progress.global_step == update and rank in (None, self.rt.rank):
+        if self.state.global_step == update and rank in (None, self.rt.rank):
             os.kill(os.getpid(), signal.SIGUSR1)
 
-    Trainer._step = step
+    Trainer._after_update = step
 
     def undo():
-        Trainer._step = original
+        Trainer._after_update = original
 
     return undo
 

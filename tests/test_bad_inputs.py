@@ -16,9 +16,9 @@ import torch
 import tests.helper_models  # noqa: F401
 from effconv import cli
 from effconv.config import compose as compose_any
-from effconv.engine.evaluation import evaluate_saved
 from effconv.engine.loop import train
 from effconv.errors import UserError
+from effconv.evaluate_saved import evaluate_saved
 from tests.conftest import REPO, compose, quick_overrides, run_cli
 
 BUNDLED_DIGITS = Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"
@@ -87,6 +87,14 @@ TRAIN = {
         ["model.conv=nope"],
         r"model resnet20_cifar: unknown conv 'nope'; use one of standard, dsconv, .* "
         r"or a unit of effconv\.ops\.UNITS \(dice, ",
+    ),
+    "renamed-knob-dw": (
+        ["model=mobilenetv3_small_xsep", "model.dw=dw"],
+        r"model\.dw is now model\.conv \(the same values: dw, xsepconv, xsepconv_b, xsepconv_p, xsepconv_no2x2\)$",
+    ),
+    "renamed-knob-depthwise": (
+        ["model=micronet_m0", "+model.depthwise=kxk"],
+        r"model micronet_m0: depthwise is now conv \(depthwise=micro is conv=micro_dw, depthwise=kxk is conv=dw\)$",
     ),
     "unknown-transform": (["data.train_transform=nope"], r"unknown transform preset 'nope' \(did you mean none\?\)"),
     "data-root-missing": (["data.root=/nonexistent"], r"digits: data\.root=/nonexistent is not a directory; expe"),

@@ -131,7 +131,7 @@ def test_bad_knobs_are_one_line_errors():
 
 TINY = {  # every network at a small size: one training step each
     "resnet20_cifar": {"conv": "multiception"},
-    "resnet50_cifar": {"conv": "mixconv", "blocks_per_stage": 2},
+    "resnet50_cifar": {"conv": "mixconv_sep", "blocks_per_stage": 2},
     "seresnet56_cifar": {"conv": "multiception", "blocks_per_stage": 2},
     "shakeshake26_2x96d_cifar": {
         "conv": "multiception",

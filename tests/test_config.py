@@ -22,11 +22,20 @@ def test_every_group_option_composes(group):
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))
 def test_every_experiment_composes(experiment):
-    cfg = compose([f"+experiment={experiment}"])
+    cfg = compose([f"experiment={experiment}"])
     assert cfg.experiment == experiment, "an experiment file must set experiment: <paper>/<table>"
     assert cfg.run_name.startswith(experiment + "/")
     for row in (cfg.table or {}).get("rows", []):
-        compose([f"+experiment={experiment}", *row.overrides])  # every row composes too
+        compose([f"experiment={experiment}", *row.overrides])  # every row composes too
+
+
+def test_experiment_is_chosen_with_or_without_plus():
+    """The defaults list holds ``experiment: null``: ``experiment=`` chooses one, and the ``+`` form of older
+    commands gives the same config and the same run name."""
+    plain = compose(["experiment=baselines/digits", "seed=1"])
+    plus = compose(["+experiment=baselines/digits", "seed=1"])
+    assert plain == plus and plain.run_name == "baselines/digits/resnet20_cifar-digits-quick__seed=1"
+    assert compose([]).experiment is None
 
 
 def test_default_config_is_offline_digits():

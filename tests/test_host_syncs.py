@@ -41,13 +41,13 @@ def test_training_updates_read_nothing_from_the_device(tmp_path, monkeypatch):
         )
     )
     counter, marks = HostSyncs("cpu"), []
-    take_step = Trainer._step
+    take_step = Trainer._after_update
 
     def step(self):
         take_step(self)
         marks.append(len(counter.where))
 
-    monkeypatch.setattr(Trainer, "_step", step)
+    monkeypatch.setattr(Trainer, "_after_update", step)
     with counter:
         Trainer(cfg).run()
     assert len(marks) == 12

@@ -2,7 +2,7 @@
 
 import tests.helper_models  # noqa: F401
 from effconv.engine.loop import train
-from effconv.engine.results import run_dir_of
+from effconv.engine.outputs import run_dir_of
 from tests.conftest import compose, quick_overrides
 
 TINY = ["model=timm", "model.name=test_tiny_mlp", "recipe.epochs=1", "limit_train_batches=2", "limit_eval_batches=1"]

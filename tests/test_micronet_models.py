@@ -206,7 +206,7 @@ def test_ablation_knobs_change_the_structure():
     assert [r["A1"] for r in slots.block_table()[3:8]] == ["ReLU6"] * 5
     assert MicroNet("m2", K=1).block_table()[3]["A2"] == "DY(1,24,20)+ReLU6"  # Table 6: a ReLU when K=1
     assert MicroNet("m2", J=3, K=3).blocks[3].act2.J == 3
-    kxk = MicroNet("m2", depthwise="kxk", lite_levels=[])
+    kxk = MicroNet("m2", conv="dw", lite_levels=[])
     assert kxk.blocks[3].depthwise[0].kernel_size == (5, 5)
     wide = MicroNet("m2", width_mult=1.5, **{"lambda": 2.0})  # the YAML name of lambda_
     assert wide.block_table()[-2]["out"] == 192

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from effconv.models.replaced_conv import replaced_conv
+from effconv.models.units import replaced_conv
 from effconv.ops import UNITS, create_unit
 from effconv.ops.multiception import Multiception
 from effconv.ops.multiception_baselines import AuthorsDepthwiseSeparable
@@ -130,10 +130,10 @@ def test_bad_kernels_are_value_errors():
         create_unit("splitconv", 2, 8, kernel_size=[3, 5, 7])
 
 
-def test_conv_knob_translation_and_the_authors_kernels():
+def test_conv_knob_and_the_authors_kernels():
     sets = ((3, 5, 7), (3, 5), (3, 3))
     assert replaced_conv("multiception", None, sets) == ("multiception", [[3, 5, 7], [3, 5], [3, 3]])
-    assert replaced_conv("mixconv", None, sets) == ("mixconv_sep", [[3, 5, 7], [3, 5], [3, 3]])
+    assert replaced_conv("mixconv_sep", None, sets) == ("mixconv_sep", [[3, 5, 7], [3, 5], [3, 3]])
     assert replaced_conv("splitconv", None, sets) == ("splitconv", [[3, 5, 7]] * 3)
     assert replaced_conv("dsconv", None, sets) == ("dsconv", [3, 3, 3])
     assert replaced_conv("standard", [5, 5, 3], sets) == ("standard", [5, 5, 3])

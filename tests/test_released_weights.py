@@ -16,7 +16,7 @@ import torch
 from effconv import data as data_lib
 from effconv.config import compose
 from effconv.engine import checkpoint as ckpt
-from effconv.engine.evaluation import evaluate_saved
+from effconv.evaluate_saved import evaluate_saved
 from effconv.report.released import MARK, load_released
 from effconv.report.render import build_table, to_markdown
 from effconv.report.spec import load_spec

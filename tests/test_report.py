@@ -2,10 +2,15 @@
 
 import json
 
+import pytest
+
+from effconv.report.__main__ import _tables
 from effconv.report.__main__ import main as report_main
 from effconv.report.collect import runs_of
+from effconv.report.columns import COLUMNS, Column, register_column
 from effconv.report.render import build_table, to_csv, to_markdown
 from effconv.report.spec import load_spec
+from effconv.report.summaries import SUMMARIES, register_summary
 from hydra_plugins.effconv_table_sweeper.table_sweeper import row_jobs
 
 
@@ -80,3 +85,20 @@ def test_index_links_every_rendered_table(tmp_path):
     assert "## baselines" in index
     title = "Baselines on the digits dataset (example table, no paper)"
     assert f"- [baselines/digits](baselines_digits.md): {title}" in index
+
+
+def test_registries_refuse_a_second_registration():
+    """A column or summary name means one thing: registering it again (e.g. from a second paper's column file)
+    is refused instead of silently replacing the first."""
+    first = COLUMNS["params_code"]
+    with pytest.raises(ValueError, match="report column 'params_code' is registered twice"):
+        register_column(Column("params_code", "Params (M)", 4))
+    with pytest.raises(ValueError, match="report summary 'mean_param_change' is registered twice"):
+        register_summary("mean_param_change")(lambda table: "")
+    assert COLUMNS["params_code"] is first and SUMMARIES["mean_param_change"].__name__ == "mean_param_change"
+
+
+def test_tables_are_found_from_any_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tables = _tables()
+    assert "baselines/digits" in tables and "multiception/table5" in tables

@@ -15,8 +15,8 @@ import torch
 import tests.helper_models  # noqa: F401  (registers test_tiny_mlp)
 from effconv import models
 from effconv.engine import checkpoint as ckpt
-from effconv.engine import loop
 from effconv.engine.loop import Trainer, train
+from effconv.engine.outputs import run_dir_of
 from tests.conftest import compose, quick_overrides
 
 MLP = ["model=timm", "model.name=test_tiny_mlp", "data.train_transform=none"]
@@ -24,7 +24,7 @@ CONSTANT_LR = ["recipe.sched=step", "recipe.decay_epochs=1000", "recipe.decay_ra
 
 
 def run_dir(cfg):
-    return loop.run_dir_of(cfg)
+    return run_dir_of(cfg)
 
 
 def weights(cfg, name="last.pt", key="state_dict"):
@@ -88,7 +88,6 @@ def test_partial_last_window_is_scaled_by_its_size(tmp_path):
         )
     )
     trainer = Trainer(cfg)
-    trainer.build()
     reference = models.create({"name": "test_tiny_mlp"}, 10)
     reference.load_state_dict(trainer.model.state_dict())
     lr = trainer.lr.lr
@@ -136,14 +135,14 @@ class Killed(Exception):
 
 
 def kill_after_updates(monkeypatch, n: int):
-    original = Trainer._step
+    original = Trainer._after_update
 
     def step(self):
-        if self.progress.global_step >= n:
+        if self.state.global_step >= n:
             raise Killed
         original(self)
 
-    monkeypatch.setattr(Trainer, "_step", step)
+    monkeypatch.setattr(Trainer, "_after_update", step)
 
 
 @pytest.mark.parametrize("kill_at", [5, 8], ids=["epoch-end", "mid-epoch"])
@@ -186,7 +185,7 @@ def test_finished_run_is_not_trained_again(tmp_path):
 
 def test_evaluate_reproduces_results(tmp_path):
     from effconv.config import compose as compose_any
-    from effconv.engine.evaluation import evaluate_saved
+    from effconv.evaluate_saved import evaluate_saved
 
     cfg = compose(*quick_overrides(tmp_path, "recipe.batch_size=16", "limit_train_batches=6"))
     results = train(cfg)
@@ -222,7 +221,25 @@ def test_lr_scales_with_effective_batch(tmp_path):
             )
         )
     )
-    trainer.build()
     assert math.isclose(trainer.lr.lr, 0.4 * 64 / 256)
     assert "lr 0.4 per 256 images -> 0.1 at effective batch 64" in trainer.lr.note
     assert trainer.updates_per_epoch == math.ceil(len(trainer.loaders.train) / 2)
+
+
+def test_loss_scaler_step_equals_the_plain_step(tmp_path):
+    """The fp16 path's step through timm's NativeScaler (scaled backward, need_update for accumulation, unscale
+    before clipping), run here with a CPU GradScaler on fp32: the same weights as the plain step, bit for bit
+    (scaling by a power of two is exact). 7 micro-batches, accumulation 3 (windows 3, 3, 1), clipping."""
+    from timm.utils import NativeScaler
+
+    def weights_after(scaled: bool) -> dict:
+        common = [*MLP, "recipe.epochs=1", "recipe.batch_size=8", "recipe.accum_steps=3", "limit_train_batches=7"]
+        root = tmp_path / ("scaled" if scaled else "plain")
+        trainer = Trainer(compose(*quick_overrides(root, *common, "limit_eval_batches=1", "recipe.clip_grad=0.5")))
+        if scaled:
+            trainer.scaler = NativeScaler("cpu")
+        trainer.run()
+        assert trainer.state.global_step == 3
+        return trainer.model.state_dict()
+
+    assert_same_weights(weights_after(False), weights_after(True))

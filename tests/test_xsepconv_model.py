@@ -1,4 +1,4 @@
-"""mobilenetv3_small_xsep: timm's MobileNetV3-Small with dw=dw, the §4.2 replacement rule, the 2x2 layers'
+"""mobilenetv3_small_xsep: timm's MobileNetV3-Small with conv=dw, the §4.2 replacement rule, the 2x2 layers'
 padding plan, the small-input strides and the costs of reference-architectures §3.3."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def build(**knobs):
 def test_dw_is_timm_mobilenetv3_small_100():
     """Same layers, same state-dict, same init and outputs from the same seed, at ImageNet strides."""
     torch.manual_seed(0)
-    ours = build(dw="dw", small_input="none", num_classes=1000).eval()
+    ours = build(conv="dw", small_input="none", num_classes=1000).eval()
     torch.manual_seed(0)
     ref = timm.create_model("mobilenetv3_small_100").eval()
     ours_sd, ref_sd = ours.state_dict(), ref.state_dict()
@@ -38,7 +38,7 @@ def test_dw_is_timm_mobilenetv3_small_100():
 
 @pytest.mark.parametrize("width,timm_name", [(0.5, "mobilenetv3_small_050"), (0.75, "mobilenetv3_small_075")])
 def test_width_multiplier_is_timms(width, timm_name):
-    ours, ref = build(dw="dw", width_mult=width, num_classes=1000), timm.create_model(timm_name)
+    ours, ref = build(conv="dw", width_mult=width, num_classes=1000), timm.create_model(timm_name)
     assert [v.shape for v in ours.state_dict().values()] == [v.shape for v in ref.state_dict().values()]
 
 
@@ -55,7 +55,7 @@ COSTS = [  # small_input, classes, input, DW (M params, M MAdds), XSepConv, Delt
 def test_costs_against_the_reconstruction(small_input, classes, size, dw_target, xsep_target, delta):
     costs = {}
     for dw, target in (("dw", dw_target), ("xsepconv", xsep_target)):
-        cost = count_cost(build(dw=dw, num_classes=classes, small_input=small_input), (3, size, size))
+        cost = count_cost(build(conv=dw, num_classes=classes, small_input=small_input), (3, size, size))
         assert cost.params_m == pytest.approx(target[0], rel=5e-3)
         assert cost.madds_m == pytest.approx(target[1], rel=5e-3)
         costs[dw] = cost
@@ -80,7 +80,7 @@ def _depthwise_layers(model):
 
 
 def test_replacement_rule_and_padding_plan():
-    model = build(dw="xsepconv")
+    model = build(conv="xsepconv")
     assert _depthwise_layers(model) == [
         ("dw", 3, 1, 16),  # first block at stride 1 (small_input=stem_block1)
         ("dw", 3, 2, 72), ("dw", 3, 1, 88),
@@ -92,25 +92,25 @@ def test_replacement_rule_and_padding_plan():
     assert model.even_kernel_padding == [RB, LT, LB, RT, RB, LT]  # N = 6, N mod 4 = 2 (§4.3)
     in_order = [m.padding for m in model.modules() if hasattr(m, "padding") and isinstance(m.padding, str)]
     assert in_order == model.even_kernel_padding
-    assert build(dw="xsepconv", padding="original").even_kernel_padding == [FOUR_GROUPS] * 6
-    assert build(dw="xsepconv", padding="onesided").even_kernel_padding == [RB] * 6
-    assert build(dw="xsepconv_no2x2").even_kernel_padding == []
+    assert build(conv="xsepconv", padding="original").even_kernel_padding == [FOUR_GROUPS] * 6
+    assert build(conv="xsepconv", padding="onesided").even_kernel_padding == [RB] * 6
+    assert build(conv="xsepconv_no2x2").even_kernel_padding == []
 
 
 def test_kernel_seven_knobs():
-    down = build(dw="xsepconv", k7_downsample=True)  # Fig. 4
+    down = build(conv="xsepconv", k7_downsample=True)  # Fig. 4
     assert _depthwise_layers(down)[3] == ("XSepConv", 7, 2, 96)  # down-sampling XSepConv, k = 7
     assert down.even_kernel_padding == [RB, LT, LB, RT, RB, LT, LB]  # N = 7 now
-    assert _depthwise_layers(build(dw="dw", k7_downsample=True))[3] == ("dw", 7, 2, 96)
-    middle = [layer[:2] for layer in _depthwise_layers(build(dw="xsepconv", k7_middle=True))]  # Fig. 5
+    assert _depthwise_layers(build(conv="dw", k7_downsample=True))[3] == ("dw", 7, 2, 96)
+    middle = [layer[:2] for layer in _depthwise_layers(build(conv="xsepconv", k7_middle=True))]  # Fig. 5
     assert middle[4:8] == [("XSepConv", 7)] * 4 and middle[9:] == [("XSepConv", 3)] * 2
-    assert [layer[:2] for layer in _depthwise_layers(build(dw="dw", k7_middle=True))][4:8] == [("dw", 7)] * 4
+    assert [layer[:2] for layer in _depthwise_layers(build(conv="dw", k7_middle=True))][4:8] == [("dw", 7)] * 4
 
 
 @pytest.mark.parametrize("dw", ["dw", *XSEPCONV_FORMS])
 def test_every_form_trains_in_channels_last(dw):
     torch.manual_seed(0)
-    model = build(dw=dw, width_mult=0.5, num_classes=10).to(memory_format=torch.channels_last)
+    model = build(conv=dw, width_mult=0.5, num_classes=10).to(memory_format=torch.channels_last)
     x = torch.randn(2, 3, 16, 16).contiguous(memory_format=torch.channels_last)
     out = model(x)
     assert out.shape == (2, 10) and torch.isfinite(out).all()
@@ -119,11 +119,11 @@ def test_every_form_trains_in_channels_last(dw):
 
 
 @pytest.mark.parametrize("knobs,message", [
-    ({"dw": "xsep"}, "dw must be one of dw, xsepconv"),
+    ({"conv": "xsep"}, "unknown conv 'xsep'; this network takes dw, xsepconv"),
     ({"padding": "symmetric"}, "padding must be one of improved"),
     ({"small_input": "yes"}, "small_input must be one of stem_block1"),
     ({"width_mult": 0}, "width_mult must be positive"),
-    ({"dw": "xsepconv_p", "k7_downsample": True}, "k7_downsample needs a down-sampling form"),
+    ({"conv": "xsepconv_p", "k7_downsample": True}, "k7_downsample needs a down-sampling form"),
 ])  # fmt: skip
 def test_impossible_knobs_are_one_line_errors(knobs, message):
     with pytest.raises(ValueError, match=message):

@@ -48,7 +48,7 @@ def test_recipes_follow_the_paper(data):
         "cosine",
         5,
     )
-    assert cfg.seed == 0 and cfg.model.small_input == "stem_block1" and cfg.model.dw == "xsepconv"
+    assert cfg.seed == 0 and cfg.model.small_input == "stem_block1" and cfg.model.conv == "xsepconv"
 
 
 def test_kernel_seven_figures_set_their_knob():
@@ -84,9 +84,9 @@ def test_fig3_sweep_runs_and_plots(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     results = load_results([tmp_path / "xsepconv" / "fig3"])
     assert all({"data=cifar10", "data.name=digits"} <= set(r["overrides"]) for r in results)
-    assert sorted(o for r in results for o in r["overrides"] if o.startswith("model.dw=")) == [
-        "model.dw=dw",
-        "model.dw=xsepconv",
+    assert sorted(o for r in results for o in r["overrides"] if o.startswith("model.conv=")) == [
+        "model.conv=dw",
+        "model.conv=xsepconv",
     ]
     spec = load_spec("xsepconv/fig3")
     spec = dataclasses.replace(spec, rows=[r for r in spec.rows if r.name.startswith("CIFAR-10 ") and "0.5x" in r.name])

@@ -1,11 +1,12 @@
 """The one training loop: model + data + recipe -> run directory. It knows nothing of any paper.
 
 Per optimizer update: ``accum_steps`` micro-batches (the loss of each divided by the true size of its window,
-so a short last window is not under-weighted), optional gradient clipping, the optimizer step, the EMA update
-and the per-update schedule step. Per epoch: evaluation of the raw and the EMA weights, one summary row,
-``last.pt`` (and ``best.pt``). ``last.pt`` is also written mid-epoch every ``checkpoint_interval_s`` and on
-SIGTERM/SIGUSR1, always at an update boundary, with the position in the epoch: running the same command
-again resumes exactly where it stopped (``resume=auto``).
+so a short last window is not under-weighted), optional gradient clipping, the optimizer step (through timm's
+``NativeScaler`` under fp16), the EMA update and the per-update schedule step. Per epoch: evaluation of the raw
+and the EMA weights, one epoch record (summary row, event, console, loggers), ``last.pt`` (and ``best.pt``).
+``last.pt`` is also written mid-epoch every ``checkpoint_interval_s`` and on SIGTERM/SIGUSR1 (signals.py),
+always at an update boundary, with the position in the epoch: running the same command again resumes exactly
+where it stopped (``resume=auto``; resume.py), and a finished run is not trained again.
 
 Under DDP (torchrun, or a multi-task submitit job) every rank runs this loop on its shard of the data; rank 0
 alone writes files. Each optimizer update also averages the BatchNorm running statistics over the ranks
@@ -18,420 +19,242 @@ collectives; each rank's RNG state is gathered into the checkpoint.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import os
-import signal
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from timm.utils import ModelEmaV3, dispatch_clip_grad, random_seed
-from torch.nn.parallel import DistributedDataParallel
+from timm.utils import ModelEmaV3, NativeScaler, dispatch_clip_grad
 
-from effconv import models
 from effconv.config import to_plain, validate
 from effconv.engine import checkpoint as ckpt
+from effconv.engine import resume
+from effconv.engine.build import build_model
 from effconv.engine.datafiles import build_loaders
 from effconv.engine.evaluation import evaluate
 from effconv.engine.optim import build_optimizer, build_scheduler, current_lr, scale_lr
-from effconv.engine.outputs import RunFiles, Sinks
-from effconv.engine.results import build_results, print_result_table, run_dir_of
-from effconv.engine.runtime import (
-    Agreement,
-    Runtime,
-    all_reduce_sum,
-    average_bn_statistics,
-    barrier,
-    gather_to_primary,
-    setup,
-)
+from effconv.engine.outputs import RunFiles, Sinks, console_line, epoch_record, progress_bar, run_dir_of
+from effconv.engine.results import build_results, print_result_table
+from effconv.engine.runtime import Agreement, all_reduce_sum, average_bn_statistics, gather_to_primary, setup, wrap_ddp
+from effconv.engine.signals import Interrupted, StopSignal, stop_and_hand_over
+from effconv.engine.state import TrainState
+from effconv.engine.status import finished_results
 from effconv.engine.sync_bn import to_sync_batchnorm
-from effconv.engine.workarounds import avoid_cpu_channels_last_crash
-from effconv.errors import NonFiniteLossError, UserError
-from effconv.profile import count_cost
+from effconv.errors import NonFiniteLossError
+
+__all__ = ["Interrupted", "Trainer", "train"]
 
 NAN_CHECK_EVERY = 50  # micro-batches between finiteness checks (each check synchronises a GPU)
 FP16_NONFINITE_LIMIT = 10  # non-finite losses in a row that stop an fp16 run even with finite weights
 
 
-class Interrupted(Exception):
-    """SIGTERM/SIGUSR1 arrived; a checkpoint was written and the run can be resumed."""
-
-    exit_code = 143
-
-
-@dataclass
-class Progress:
-    """Everything besides weights and optimizer state that an exact resume needs."""
-
-    epoch: int = 0  # the epoch in progress
-    batch: int = 0  # batches of that epoch already trained
-    global_step: int = 0  # optimizer updates done
-    loss_sum: float = 0.0  # training loss of the epoch so far, summed over images (a device tensor mid-epoch)
-    seen: int = 0  # images of the epoch so far
-    train_time_s: float = 0.0  # wall time spent in training steps, whole run
-    train_images: int = 0  # all ranks together
-    best: dict = field(default_factory=dict)  # top1/top5/epoch of raw and EMA weights, and the primary metric
-    last: dict = field(default_factory=dict)
-
-
-class StopSignal:
-    """SIGTERM/SIGUSR1 become a flag the loop acts on at the next update boundary: write ``last.pt``, stop.
-
-    Inside a submitit job (``hydra/launcher=submitit_slurm`` / ``submitit_local``) submitit's own
-    pre-emption/time-out signal (SIGUSR2 unless ``SUBMITIT_PREEMPT_SIGNAL`` names another) is caught too.
-    Submitit installed its handler before ours; after our checkpoint, ``hand_over`` calls it: it asks the
-    launcher's ``checkpoint()`` for the resubmission (hydra-submitit-launcher resubmits the same job with the
-    same overrides, hence the same run directory) and requeues the job, which resumes from ``last.pt``.
-    """
-
-    def __init__(self):
-        self.received: int | None = None
-        self.previous = {}
-
-    @staticmethod
-    def signals() -> tuple[int, ...]:
-        names = ["SIGTERM", "SIGUSR1"]
-        if os.environ.get("SUBMITIT_EXECUTOR"):
-            names.append("SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
-        return tuple(dict.fromkeys(getattr(signal, n) for n in names if hasattr(signal, n)))
-
-    @property
-    def name(self) -> str | None:
-        return signal.Signals(self.received).name if self.received else None
-
-    def __enter__(self):
-        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-            for s in self.signals():
-                self.previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.received is None:
-            self.received = signum
-
-    def hand_over(self) -> None:
-        """Pass the signal on to the handler installed before ours (submitit's requeue), if any."""
-        previous = self.previous.get(self.received)
-        if callable(previous):
-            previous(self.received, None)
-
-    def __exit__(self, *exc):
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-
-
 class Trainer:
+    """Everything a run needs, built and restored in ``__init__``; ``run()`` trains it to the end."""
+
     def __init__(self, cfg):
         validate(cfg)
-        self.cfg, self.recipe = cfg, cfg.recipe
-        self.rt: Runtime = setup(
-            cfg.device, cfg.amp, cfg.seed, cfg.deterministic, cfg.channels_last, cfg.get("threads")
+        self.cfg, self.recipe, recipe = cfg, cfg.recipe, cfg.recipe
+        self.rt = rt = setup(cfg.device, cfg.amp, cfg.seed, cfg.deterministic, cfg.channels_last, cfg.get("threads"))
+        self.files = RunFiles(run_dir_of(cfg), rt.is_primary)
+        built = build_model(cfg, rt, log=self.log)
+        self.model, self.cost, self.input_size = built.model, built.cost, built.input_size
+        if rt.distributed and cfg.sync_bn:
+            self.model = to_sync_batchnorm(self.model, rt.device)
+        self.ema = ModelEmaV3(self.model, decay=recipe.ema_decay, use_warmup=recipe.ema_warmup) if recipe.ema else None
+        eval_batch = recipe.eval_batch_size or 2 * recipe.batch_size
+        self.loaders = build_loaders(
+            cfg.data, recipe.batch_size, eval_batch, rt.device, cfg.seed, rt.rank, rt.world_size, rt.memory_format
         )
-        self.files = RunFiles(run_dir_of(cfg), self.rt.is_primary)
-        self.progress = Progress()
+        self.batches_per_epoch = min(len(self.loaders.train), cfg.limit_train_batches or len(self.loaders.train))
+        self.updates_per_epoch = math.ceil(self.batches_per_epoch / recipe.accum_steps)
+        self.lr = scale_lr(recipe, rt.world_size)
+        self.optimizer = build_optimizer(self.model, recipe, self.lr.lr)
+        self.scheduler = build_scheduler(self.optimizer, recipe, self.updates_per_epoch)
+        self.scaler = NativeScaler(rt.device.type) if rt.amp_dtype == torch.float16 else None
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+        self.state = self._resume()
+        self.forward = self._wrap()
+        self.agreement = Agreement(rt)
+        self.stop = StopSignal()
         self.last_save = time.monotonic()
         self._nonfinite_run = 0  # non-finite losses in a row, under fp16 loss scaling
+        self.sinks = Sinks(cfg.logger, self.files.dir, to_plain(cfg), rt.is_primary)  # last: may open a wandb run
 
     def log(self, message: str) -> None:
         if self.rt.is_primary:
             print(message, flush=True)
 
+    def close(self) -> None:
+        self.sinks.close()
+
     # ----------------------------------------------------------------------------------------------- set-up
-    def build(self) -> None:
-        cfg, rt, recipe = self.cfg, self.rt, self.recipe
-        model_cfg = to_plain(cfg.model)
-        model = models.create(model_cfg, cfg.data.num_classes)
-        if model_cfg.get("init_from"):
-            ckpt.init_weights_from(model, model_cfg["init_from"], log=self.log)
-        self.input_size = (3, cfg.data.img_size, cfg.data.img_size)
-        self.cost = count_cost(model, self.input_size)
-        model.to(rt.device, memory_format=rt.memory_format)
-        avoid_cpu_channels_last_crash(model, rt.device, cfg.channels_last)
-        if rt.distributed and cfg.sync_bn:
-            model = to_sync_batchnorm(model, rt.device)
-        self.model = model
-        self.ema = ModelEmaV3(model, decay=recipe.ema_decay, use_warmup=recipe.ema_warmup) if recipe.ema else None
-
-        self.loaders = build_loaders(
-            cfg.data,
-            recipe.batch_size,
-            recipe.eval_batch_size or 2 * recipe.batch_size,
-            rt.device,
-            cfg.seed,
-            rt.rank,
-            rt.world_size,
-            rt.memory_format,
+    def _resume(self) -> TrainState:
+        found = resume.find(self.cfg, self.files.checkpoints, log=self.log)
+        if found is None:
+            return TrainState()
+        path, saved = found
+        resume.check_compatible(path, saved, self.cfg, self.lr.effective_batch)
+        parts = (self.model, self.ema, self.optimizer, self.scaler, self.rt, self.cfg.seed, self.updates_per_epoch)
+        state = resume.restore(path, saved, *parts, log=self.log)
+        self.files.event(
+            "resume", checkpoint=str(path), epoch=state.epoch, batch=state.batch, global_step=state.global_step
         )
-        self.batches_per_epoch = min(len(self.loaders.train), cfg.limit_train_batches or len(self.loaders.train))
-        self.updates_per_epoch = math.ceil(self.batches_per_epoch / recipe.accum_steps)
-        self.lr = scale_lr(recipe, rt.world_size)
-        self.optimizer = build_optimizer(model, recipe, self.lr.lr)
-        self.scheduler = build_scheduler(self.optimizer, recipe, self.updates_per_epoch)
-        self.scaler = torch.amp.GradScaler("cuda") if rt.amp_dtype == torch.float16 else None
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+        return state
 
-    def wrap(self) -> None:
+    def _wrap(self) -> nn.Module:
         """The module the training forward runs through: compiled and/or DDP-wrapped bare model."""
         forward = torch.compile(self.model, mode=self.cfg.compile_mode) if self.cfg.compile else self.model
         if self.rt.distributed:
-            ids = [self.rt.device.index] if self.rt.device.type == "cuda" else None
-            # DDP copies rank 0's parameters and buffers into every rank here; afterwards the buffers are kept
-            # equal by averaging BN statistics at each update, not by a broadcast before every forward
-            forward = DistributedDataParallel(forward, device_ids=ids, **_NO_FORWARD_BUFFER_SYNC)
-            if self.ema is not None and self.progress.global_step == 0:
+            forward = wrap_ddp(forward, self.rt)  # copies rank 0's parameters and buffers into every rank
+            if self.ema is not None and self.state.global_step == 0:
                 self.ema.set(self.model)  # the EMA was copied from this rank's own initialisation
-        self.forward = forward
-        self.agreement = Agreement(self.rt)
-
-    # ------------------------------------------------------------------------------------------ checkpoints
-    def state(self, ranks: list) -> dict:
-        return {
-            "version": 1,
-            "arch": self.cfg.model.name,
-            "state_dict": self.model.state_dict(),
-            "state_dict_ema": self.ema.module.state_dict() if self.ema else None,
-            "optimizer": self.optimizer.state_dict(),
-            "amp_scaler": self.scaler.state_dict() if self.scaler else None,
-            "epoch": self.progress.epoch,
-            "batch": self.progress.batch,
-            "global_step": self.progress.global_step,
-            "progress": asdict(self.progress),
-            "world_size": self.rt.world_size,
-            "updates_per_epoch": self.updates_per_epoch,
-            "rng": ranks[0]["rng"],
-            **({"ranks": ranks} if self.rt.distributed else {}),
-            "config": to_plain(self.cfg),
-        }
+        return forward
 
     def save(self, best: bool = False) -> None:
         # what differs between ranks, for an exact resume: RNG (dropout) and the epoch's loss sums so far
-        p = self.progress
-        p.loss_sum = float(p.loss_sum)  # read from the device once per checkpoint
+        s = self.state
+        s.loss_sum = float(s.loss_sum)  # read from the device once per checkpoint
         ranks = gather_to_primary(
-            {"rng": ckpt.rng_state(self.rt.device), "loss_sum": p.loss_sum, "seen": p.seen}, self.rt
+            {"rng": ckpt.rng_state(self.rt.device), "loss_sum": s.loss_sum, "seen": s.seen}, self.rt
         )
         if self.rt.is_primary:
-            state = self.state(ranks)
-            ckpt.save_atomic(state, self.files.checkpoints / ckpt.LAST, keep_previous=True)
+            parts = (self.model, self.ema, self.optimizer, self.scaler, self.rt, self.updates_per_epoch, ranks)
+            content = resume.checkpoint_content(self.cfg, s, *parts)
+            ckpt.save_atomic(content, self.files.checkpoints / ckpt.LAST, keep_previous=True)
             if best:
-                ckpt.save_atomic(state, self.files.checkpoints / ckpt.BEST)
+                ckpt.save_atomic(content, self.files.checkpoints / ckpt.BEST)
         self.last_save = time.monotonic()
-
-    def resume(self) -> None:
-        cfg = self.cfg
-        if cfg.resume == "never":
-            return
-        if cfg.resume == "auto":
-            found = ckpt.find_resumable(self.files.checkpoints, log=self.log)
-            if found is None:
-                return
-            path, state = found
-        else:
-            path, state = cfg.resume, ckpt.load(cfg.resume)
-        self._check_compatible(path, state)
-        try:
-            self.model.load_state_dict(state["state_dict"])
-            if self.ema and state.get("state_dict_ema"):
-                self.ema.module.load_state_dict(state["state_dict_ema"])
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError) as e:
-            raise UserError(
-                f"checkpoint {path} does not fit this model/optimizer ({str(e).splitlines()[0]}); "
-                "use resume=never or another run_name"
-            ) from None
-        if self.scaler and state.get("amp_scaler"):
-            self.scaler.load_state_dict(state["amp_scaler"])
-        self.progress = p = Progress(**state["progress"])
-        self._restore_rank_state(state)
-        updates_before = state.get("updates_per_epoch", self.updates_per_epoch)
-        if state.get("world_size", 1) != self.rt.world_size or updates_before != self.updates_per_epoch:
-            # another sharding or epoch length (allow_resume_change): a mid-epoch position means nothing now,
-            # and the schedule, which is a function of the update count, must continue at this epoch's start
-            if p.batch:
-                self.log(f"the epoch length changed: epoch {p.epoch + 1} restarts from its first batch")
-            p.batch, p.loss_sum, p.seen = 0, 0.0, 0
-            p.global_step = p.epoch * self.updates_per_epoch
-        self.log(
-            f"resumed from {path}: epoch {self.progress.epoch + 1}, batch {self.progress.batch}, "
-            f"update {self.progress.global_step}"
-        )
-        self.files.event(
-            "resume", checkpoint=str(path), **{k: getattr(self.progress, k) for k in ("epoch", "batch", "global_step")}
-        )
-
-    def _restore_rank_state(self, state: dict) -> None:
-        ranks = state.get("ranks")
-        if ranks and len(ranks) == self.rt.world_size:
-            mine = ranks[self.rt.rank]
-            ckpt.set_rng_state(mine["rng"], self.rt.device)
-            self.progress.loss_sum, self.progress.seen = mine["loss_sum"], mine["seen"]
-        elif self.rt.is_primary:
-            ckpt.set_rng_state(state["rng"], self.rt.device)
-        else:  # ranks that did not exist when the checkpoint was written: fresh streams
-            random_seed(self.cfg.seed + state.get("global_step", 0), self.rt.rank)
-
-    def _check_compatible(self, path, state: dict) -> None:
-        old = state.get("config", {})
-        if old.get("model", {}).get("name") not in (None, self.cfg.model.name):
-            raise UserError(
-                f"checkpoint {path} is of model {old['model']['name']}, not {self.cfg.model.name}; "
-                "use resume=never or another run_name"
-            )
-        if self.cfg.allow_resume_change:
-            return
-        old_recipe = old.get("recipe", {})
-        old_batch = old_recipe.get("batch_size", 0) * old_recipe.get("accum_steps", 1) * state.get("world_size", 1)
-        changes = [
-            ("recipe.epochs", old_recipe.get("epochs"), self.recipe.epochs),
-            (
-                "effective batch (recipe.batch_size x recipe.accum_steps x processes)",
-                old_batch,
-                self.lr.effective_batch,
-            ),
-        ]
-        for key, before, now in changes:
-            if before is not None and before != now:
-                raise UserError(
-                    f"checkpoint {path} was trained with {key}={before}, this run asks for {now}: "
-                    "pass allow_resume_change=true to continue with the new value, or set run_name"
-                )
 
     # ---------------------------------------------------------------------------------------------- training
     def run(self) -> dict:
-        self.build()
-        self.resume()
-        self.wrap()
-        cfg, recipe, p = self.cfg, self.recipe, self.progress
+        cfg, recipe, s = self.cfg, self.recipe, self.state
+        self.files.clear_failure()
         self.files.write_config(cfg)
-        self.files.start_summary(p.epoch)
-        self.sinks = Sinks(cfg.logger, self.files.dir, to_plain(cfg), self.rt.is_primary)
-        self.log(f"run dir {self.files.dir}")
-        self.log(
-            f"{cfg.model.name}: {self.cost.params_m:.4f} M params, {self.cost.madds_m:.2f} M MAdds at "
-            f"{self.input_size[1]}x{self.input_size[2]}; {self.lr.note}"
-        )
-        if recipe.accum_steps > 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
-            self.log(
-                f"note: BatchNorm statistics see micro-batches of {recipe.batch_size}, not the effective "
-                f"batch of {self.lr.effective_batch}"
-            )
-        self.files.event(
-            "start",
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            model=cfg.model.name,
-            params=self.cost.params,
-            madds=self.cost.madds,
-            lr=self.lr.lr,
-            effective_batch=self.lr.effective_batch,
-            world_size=self.rt.world_size,
-            resumed_at=asdict(p) if p.global_step else None,
-        )
+        self.files.start_summary(s.epoch)
+        self._announce()
         self._sync_schedule()
-        with StopSignal() as self.stop:
-            for epoch in range(p.epoch, recipe.epochs):
-                epoch_stats = self.train_epoch(epoch)
+        with self.stop:
+            for epoch in range(s.epoch, recipe.epochs):
+                train_loss = self.train_epoch(epoch)
                 if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == recipe.epochs:
-                    self.end_epoch(epoch, epoch_stats)
+                    self.end_epoch(epoch, train_loss)
                 else:
                     self._advance(epoch)
                     self.save()
         self.agreement.close()
-        results = build_results(self)
+        results = build_results(cfg, s, self.cost, self.input_size, self.lr, self.ema is not None, self.rt)
         self.files.write_results(results)
         self.files.event("end", **{k: results[k] for k in ("top1", "best_top1", "last_top1")})
         if self.rt.is_primary:
             print_result_table(results)
         return results
 
+    def _announce(self) -> None:
+        cfg, s = self.cfg, self.state
+        self.log(f"run dir {self.files.dir}")
+        self.log(
+            f"{cfg.model.name}: {self.cost.params_m:.4f} M params, {self.cost.madds_m:.2f} M MAdds at "
+            f"{self.input_size[1]}x{self.input_size[2]}; {self.lr.note}"
+        )
+        bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
+        if self.recipe.accum_steps > 1 and bn:
+            self.log(
+                f"note: BatchNorm statistics see micro-batches of {self.recipe.batch_size}, not the effective "
+                f"batch of {self.lr.effective_batch}"
+            )
+        where = {"pid": os.getpid(), "host": socket.gethostname(), "world_size": self.rt.world_size}
+        what = {"model": cfg.model.name, "params": self.cost.params, "madds": self.cost.madds, "lr": self.lr.lr}
+        resumed_at = asdict(s) if s.global_step else None
+        self.files.event("start", **where, **what, effective_batch=self.lr.effective_batch, resumed_at=resumed_at)
+
     def _sync_schedule(self) -> None:
         if self.recipe.sched_on_updates:
-            self.scheduler.step_update(self.progress.global_step)
+            self.scheduler.step_update(self.state.global_step)
         else:
-            self.scheduler.step(self.progress.epoch)
+            self.scheduler.step(self.state.epoch)
 
     def _advance(self, epoch: int) -> None:
-        p = self.progress
-        p.epoch, p.batch, p.loss_sum, p.seen = epoch + 1, 0, 0.0, 0
+        self.state.start_epoch(epoch + 1)
         self.scheduler.step(epoch + 1)
 
-    def train_epoch(self, epoch: int) -> dict:
-        recipe, rt, p = self.recipe, self.rt, self.progress
+    def train_epoch(self, epoch: int) -> float:
+        """Train the rest of ``epoch``; its mean training loss over every rank's images."""
+        recipe, rt, s = self.recipe, self.rt, self.state
         self.model.train()
         accum, n = recipe.accum_steps, self.batches_per_epoch
-        loss_sum = torch.tensor(p.loss_sum, dtype=torch.float64, device=rt.device)
+        loss_sum = torch.tensor(s.loss_sum, dtype=torch.float64, device=rt.device)
         pending: list[tuple[int, torch.Tensor]] = []
-        bar = self._progress_bar(epoch, n, p.batch)
+        bar = progress_bar(f"epoch {epoch + 1}/{recipe.epochs}", n, s.batch) if self._shows_progress else None
         start, images = time.perf_counter(), 0
-        for b, (x, y) in enumerate(self.loaders.train.batches(epoch, start=p.batch), start=p.batch):
+        for b, (x, y) in enumerate(self.loaders.train.batches(epoch, start=s.batch), start=s.batch):
             if b >= n:
                 break
             window_start = b - b % accum
             window = min(accum, n - window_start)  # the last window of an epoch may be short
             update = b == window_start + window - 1
-            no_sync = rt.distributed and not update
-            with self.forward.no_sync() if no_sync else contextlib.nullcontext():
+            with self.forward.no_sync() if rt.distributed and not update else contextlib.nullcontext():
                 with rt.autocast():
                     loss = self.criterion(self.forward(x), y)
-                scaled = loss / window
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            loss = loss.detach()
-            if self.scaler is None:
-                loss_sum += loss.double() * len(y)
-            else:  # a skipped fp16 update's non-finite loss would make the epoch's mean inf: count it as 0
-                loss_sum += torch.nan_to_num(loss.double(), nan=0.0, posinf=0.0, neginf=0.0) * len(y)
-            images += len(y)
-            pending.append((b, loss))
+                detached = loss.detach()
+                if self.scaler is None:
+                    loss_sum += detached.double() * len(y)
+                else:  # a skipped fp16 update's non-finite loss would make the epoch's mean inf: count it as 0
+                    loss_sum += torch.nan_to_num(detached.double(), nan=0.0, posinf=0.0, neginf=0.0) * len(y)
+                images += len(y)
+                pending.append((b, detached))
+                if update and (len(pending) >= NAN_CHECK_EVERY or b + 1 == n):
+                    self._check_finite(pending, epoch)  # before the optimizer step of this update
+                self._backward(loss / window, update)
             if update:
-                if len(pending) >= NAN_CHECK_EVERY or b + 1 == n:
-                    self._check_finite(pending, epoch)
-                self._step()
+                self._after_update()
                 elapsed = time.perf_counter() - start
                 # the running sum stays on the device: float() here would synchronise a GPU every update
-                p.batch, p.loss_sum, p.seen = b + 1, loss_sum, p.seen + images
-                p.train_time_s, p.train_images = p.train_time_s + elapsed, p.train_images + images * rt.world_size
+                s.batch, s.loss_sum, s.seen = b + 1, loss_sum, s.seen + images
+                s.train_time_s, s.train_images = s.train_time_s + elapsed, s.train_images + images * rt.world_size
                 start, images = time.perf_counter(), 0
                 if bar is not None:
                     bar.update(window)
-                    if p.global_step % 10 == 0 or b + 1 == n:
-                        bar.set_postfix(
-                            loss=f"{loss.item():.3f}",
-                            lr=f"{current_lr(self.optimizer):.4g}",
-                            img_s=f"{p.train_images / max(p.train_time_s, 1e-9):.0f}",
-                        )
+                    if s.global_step % 10 == 0 or b + 1 == n:
+                        lr = current_lr(self.optimizer)
+                        bar.set_postfix(loss=f"{detached.item():.3f}", lr=f"{lr:.4g}", img_s=f"{s.images_per_s:.0f}")
                 self._maybe_checkpoint(pending, epoch)
         if bar is not None:
             bar.close()
         self._check_finite(pending, epoch)
-        p.loss_sum = float(p.loss_sum)
-        totals = torch.tensor([p.loss_sum, p.seen], dtype=torch.float64, device=rt.device)
+        s.loss_sum = float(s.loss_sum)
+        totals = torch.tensor([s.loss_sum, s.seen], dtype=torch.float64, device=rt.device)
         loss_sum, seen = all_reduce_sum(totals, rt).tolist()  # the whole global batch's loss
-        return {"loss": loss_sum / max(seen, 1.0), "seen": int(seen)}
+        return loss_sum / max(seen, 1.0)
 
-    def _step(self) -> None:
+    def _backward(self, loss: torch.Tensor, update: bool) -> None:
+        """Backward; on the last micro-batch of a window also the (clipped) optimizer step. Under fp16, timm's
+        NativeScaler scales the loss, unscales before clipping and skips a step with non-finite gradients."""
         recipe = self.recipe
-        if recipe.clip_grad is not None:
-            if self.scaler:
-                self.scaler.unscale_(self.optimizer)
-            dispatch_clip_grad(self.model.parameters(), recipe.clip_grad, mode=recipe.clip_mode)
-        if self.scaler:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
+        if self.scaler is not None:
+            params = self.model.parameters()
+            self.scaler(loss, self.optimizer, recipe.clip_grad, recipe.clip_mode, params, need_update=update)
+            return
+        loss.backward()
+        if update:
+            if recipe.clip_grad is not None:
+                dispatch_clip_grad(self.model.parameters(), recipe.clip_grad, mode=recipe.clip_mode)
             self.optimizer.step()
+
+    def _after_update(self) -> None:
+        """What follows every optimizer step: gradients cleared, the update counted, BN statistics agreed over
+        the ranks, the EMA and the per-update schedule moved."""
         self.optimizer.zero_grad(set_to_none=True)
-        self.progress.global_step += 1
+        self.state.global_step += 1
         if not self.cfg.sync_bn:
             average_bn_statistics(self.model, self.rt)  # no-op in a single process
         if self.ema is not None:
-            self.ema.update(self.model, step=self.progress.global_step)
-        if recipe.sched_on_updates:
-            self.scheduler.step_update(self.progress.global_step)
+            self.ema.update(self.model, step=self.state.global_step)
+        if self.recipe.sched_on_updates:
+            self.scheduler.step_update(self.state.global_step)
 
     def _check_finite(self, pending: list, epoch: int) -> None:
         """Stop at the first non-finite loss of ``pending`` (every rank, when any rank saw one); under fp16 loss
@@ -477,104 +300,51 @@ class Trainer:
         interval = self.cfg.checkpoint_interval_s
         due = interval > 0 and time.monotonic() - self.last_save >= interval
         stop, due = self.agreement.poll(self.stop.received or 0, due)
-        if not (due or stop) or self.progress.batch >= self.batches_per_epoch:
+        if not (due or stop) or self.state.batch >= self.batches_per_epoch:
             return  # the end of the epoch writes its own checkpoint
         self._check_finite(pending, epoch)
         self.save()
         if stop:
             self.stop.received = stop  # ranks the signal did not reach act on it too
-            self._interrupt(epoch)
+            s = self.state
+            self.files.event(
+                "interrupted", signal=self.stop.name, epoch=s.epoch, batch=s.batch, global_step=s.global_step
+            )
+            message = f"{self.stop.name}: checkpoint written at epoch {epoch + 1}, batch {s.batch}; "
+            stop_and_hand_over(self.stop, self.rt, self.agreement, message + "run the same command to resume")
 
-    def _interrupt(self, epoch: int) -> None:
-        p = self.progress
-        self.files.event("interrupted", signal=self.stop.name, epoch=p.epoch, batch=p.batch, global_step=p.global_step)
-        self.agreement.close()
-        barrier(self.rt)  # rank 0's checkpoint is on disk before any rank leaves
-        try:
-            self.stop.hand_over()  # in a submitit job, rank 0 requeues it here (and exits)
-        finally:
-            barrier(self.rt)  # ranks leave together, after the requeue was asked for
-        raise Interrupted(
-            f"{self.stop.name}: checkpoint written at epoch {epoch + 1}, batch {p.batch}; "
-            "run the same command to resume"
-        )
-
-    def _progress_bar(self, epoch: int, total: int, initial: int):
-        if not (self.cfg.progress and self.rt.is_primary):
-            return None
-        from tqdm import tqdm
-
-        return tqdm(
-            total=total,
-            initial=initial,
-            desc=f"epoch {epoch + 1}/{self.recipe.epochs}",
-            leave=False,
-            dynamic_ncols=True,
-            mininterval=1.0,
-            disable=None,
-        )
+    @property
+    def _shows_progress(self) -> bool:
+        return self.cfg.progress and self.rt.is_primary
 
     # ------------------------------------------------------------------------------------------- evaluation
-    def end_epoch(self, epoch: int, train_stats: dict) -> None:
-        cfg, p = self.cfg, self.progress
+    def end_epoch(self, epoch: int, train_loss: float) -> None:
+        cfg, s = self.cfg, self.state
         # BN statistics are equal on every rank already (averaged at each update, or SyncBN's global ones)
         raw = evaluate(self.model, self.loaders.eval, self.rt, cfg.limit_eval_batches)
         ema = evaluate(self.ema.module, self.loaders.eval, self.rt, cfg.limit_eval_batches) if self.ema else None
-        primary = ema["top1"] if ema else raw["top1"]
-        improved = primary > p.best.get("top1", -1.0)
-        p.last = {"epoch": epoch + 1, "top1": raw["top1"], "top5": raw["top5"], "loss": raw["loss"]}
-        if ema:
-            p.last.update(ema_top1=ema["top1"], ema_top5=ema["top5"], ema_loss=ema["loss"])
-        for prefix, metrics in (("raw", raw), ("ema", ema)):
-            if metrics and metrics["top1"] > p.best.get(f"{prefix}_top1", -1.0):
-                p.best.update(
-                    {f"{prefix}_top1": metrics["top1"], f"{prefix}_top5": metrics["top5"], f"{prefix}_epoch": epoch + 1}
-                )
-        if improved:
-            p.best.update(top1=primary, top5=(ema or raw)["top5"], epoch=epoch + 1)
-        lr = current_lr(self.optimizer)
-        evaluation = {"loss": raw["loss"], "top1": raw["top1"], "top5": raw["top5"]}
-        if ema:
-            evaluation.update(ema_loss=ema["loss"], ema_top1=ema["top1"], ema_top5=ema["top5"])
-        self.files.summary_row(epoch + 1, {"loss": train_stats["loss"]}, evaluation, lr)
-        epoch_time = p.train_time_s / (epoch + 1)
-        self.files.event(
-            "epoch",
-            epoch=epoch + 1,
-            global_step=p.global_step,
-            lr=lr,
-            train_loss=train_stats["loss"],
-            **{f"eval_{k}": v for k, v in evaluation.items()},
-            train_images_per_s=p.train_images / max(p.train_time_s, 1e-9),
-        )
-        self.sinks.log(
-            {"train/loss": train_stats["loss"], "lr": lr, **{f"val/{k}": v for k, v in evaluation.items()}},
-            step=p.global_step,
-        )
-        self.log(
-            f"epoch {epoch + 1}/{self.recipe.epochs}: train loss {train_stats['loss']:.4f}  top-1 "
-            f"{raw['top1']:.2f}  top-5 {raw['top5']:.2f}"
-            + (f"  EMA top-1 {ema['top1']:.2f}" if ema else "")
-            + f"  lr {lr:.4g}  ({epoch_time:.1f} s/epoch avg)"
-        )
+        improved = s.record_evaluation(epoch + 1, raw, ema)
+        timing = {"train_images_per_s": s.images_per_s, "epoch_time_s": s.train_time_s / (epoch + 1)}
+        record = epoch_record(epoch + 1, s.global_step, current_lr(self.optimizer), train_loss, raw, ema, **timing)
+        self.files.epoch(record)
+        self.sinks.log(record)
+        self.log(console_line(record, self.recipe.epochs))
         self._advance(epoch)
         self.save(best=improved)
 
 
-# DDP keyword that stops the broadcast of buffers before every forward (renamed in recent torch)
-_NO_FORWARD_BUFFER_SYNC = (
-    {"forward_sync_buffers": False}
-    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
-    else {"broadcast_buffers": False}
-)
-
-
 def train(cfg) -> dict:
-    """Train ``cfg`` (a composed TrainConfig) into its run directory; returns results.json's content."""
+    """Train ``cfg`` (a composed TrainConfig) into its run directory; returns results.json's content.
+
+    A run that already finished with the same config is not trained again: its results.json is returned."""
+    finished = finished_results(cfg)
+    if finished is not None:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"{run_dir_of(cfg)} finished already; resume=never would train it again", flush=True)
+            print_result_table(finished)
+        return finished
     trainer = Trainer(cfg)
     try:
         return trainer.run()
     finally:
-        sinks = getattr(trainer, "sinks", None)
-        if sinks is not None:
-            sinks.close()
+        trainer.close()

@@ -1,21 +1,20 @@
-"""results.json (the only file the report reads) and the result table printed at the end of a run."""
+"""results.json (the file the report reads) and the result table printed at the end of a run."""
 
 from __future__ import annotations
 
 import platform
-from pathlib import Path
 
 import timm
 import torch
 
 from effconv.config import to_plain
+from effconv.engine.optim import ScaledLr
 from effconv.engine.outputs import git_state
+from effconv.engine.runtime import Runtime
+from effconv.engine.state import TrainState
+from effconv.profile import Cost
 
 TIMING_KEY = "timing"  # the only part of results.json that differs between identical runs
-
-
-def run_dir_of(cfg) -> Path:
-    return Path(cfg.output_root) / cfg.run_name
 
 
 def task_overrides() -> list[str]:
@@ -28,9 +27,9 @@ def task_overrides() -> list[str]:
         return []
 
 
-def build_results(trainer) -> dict:
-    cfg, p, cost, rt = trainer.cfg, trainer.progress, trainer.cost, trainer.rt
-    best, last = p.best, p.last
+def build_results(cfg, state: TrainState, cost: Cost, input_size, lr: ScaledLr, ema: bool, rt: Runtime) -> dict:
+    """results.json of a run at ``state`` (its end): what was trained, its costs, best/last metrics, timing."""
+    p, best, last = state, state.best, state.last
     epochs_done = p.epoch
     return {
         "model": cfg.model.name,
@@ -44,14 +43,14 @@ def build_results(trainer) -> dict:
         "madds": cost.madds,
         "madds_m": round(cost.madds_m, 4),
         "madds_convention": "multiply-accumulates of conv/linear layers + counted dynamic activations, per image",
-        "input_size": list(trainer.input_size),
+        "input_size": list(input_size),
         "num_classes": cfg.data.num_classes,
         "epochs": cfg.recipe.epochs,
         "epochs_done": epochs_done,
         "global_steps": p.global_step,
-        "effective_batch": trainer.lr.effective_batch,
-        "lr": trainer.lr.lr,
-        "ema": bool(trainer.ema),
+        "effective_batch": lr.effective_batch,
+        "lr": lr.lr,
+        "ema": ema,
         # primary metric: EMA weights when the recipe keeps an EMA (as the papers report), else raw
         "top1": best.get("top1"),
         "top5": best.get("top5"),
@@ -66,7 +65,7 @@ def build_results(trainer) -> dict:
         "last_ema_top5": last.get("ema_top5"),
         "last_loss": last.get("loss"),
         TIMING_KEY: {
-            "train_images_per_s": round(p.train_images / max(p.train_time_s, 1e-9), 1),
+            "train_images_per_s": round(p.images_per_s, 1),
             "epoch_time_s": round(p.train_time_s / max(epochs_done, 1), 3),
             "train_time_s": round(p.train_time_s, 3),
             "device": _device_name(rt.device),

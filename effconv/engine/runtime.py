@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import inspect
 import io
 import os
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from timm.utils import random_seed
+from torch.nn.parallel import DistributedDataParallel
 
 from effconv.errors import UserError
 
@@ -215,6 +217,22 @@ def average_bn_statistics(model: torch.nn.Module, runtime: Runtime) -> None:
     flat /= runtime.world_size
     parts = [part.view_as(b) for b, part in zip(buffers, flat.split([b.numel() for b in buffers]))]
     torch._foreach_copy_(buffers, parts)  # one launch for all buffers, not one copy kernel per buffer
+
+
+# DDP keyword that stops the broadcast of buffers before every forward (renamed in recent torch)
+_NO_FORWARD_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else {"broadcast_buffers": False}
+)
+
+
+def wrap_ddp(module: torch.nn.Module, runtime: Runtime) -> DistributedDataParallel:
+    """DDP around ``module``: rank 0's parameters and buffers are copied into every rank here; afterwards the
+    loop keeps buffers equal by averaging BN statistics at each update, not by a broadcast before every
+    forward."""
+    ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, **_NO_FORWARD_BUFFER_SYNC)
 
 
 class Agreement:

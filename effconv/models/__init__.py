@@ -114,6 +114,10 @@ def create(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
         bad = str(e).split("'")[-2] if "unexpected keyword argument" in str(e) else None
         if bad is None:
             raise
+        from effconv.models.units import renamed_knob
+
+        if renamed_knob(bad):
+            raise UserError(f"model {name}: {renamed_knob(bad)}") from None
         accepted = knobs_of(name)
         hint = close_matches(bad, accepted) + (f"; knobs: {', '.join(accepted)}" if accepted else "")
         raise UserError(f"model {name} has no knob '{bad}'{hint}") from None

@@ -5,7 +5,7 @@ reference-architectures §5.2), which is also the classic CIFAR ResNet: 3x3 stem
 three stages of n basic blocks with widths 16/32/64 and strides 1/2/2, a projection shortcut (1x1 conv + BN)
 where the width changes, global average pool, linear classifier, Kaiming-normal init.
 
-Knobs (effconv/models/replaced_conv.py): ``conv`` swaps the unit of the *first* conv of every residual branch;
+Knobs (effconv/models/units.py): ``conv`` swaps the unit of the *first* conv of every residual branch;
 the second stays a standard 3x3 + BN, as in the authors' code (the paper implies the whole model changes,
 §5.4 item 2). ``kernels`` gives that unit's kernel(s) per stage; ``None`` is the authors' choice for ``conv``
 (Multiception: {3,5,7}, {3,5}, {3,3}: two parallel 3x3 branches in stage 3, not the paper's "downgraded to
@@ -37,8 +37,7 @@ from torch import nn
 from effconv.models import register
 from effconv.models.base import ClassifierNet, drop_path_rates, init_kaiming
 from effconv.models.pretrained_cfgs import dataset_cfgs
-from effconv.models.replaced_conv import replaced_conv
-from effconv.ops import create_unit
+from effconv.models.units import build_unit, replaced_conv
 from effconv.ops.common import ConvBnAct
 
 # The authors' kernel sets per stage for multi-kernel units (resnet.py / senet.py ``_make_layer`` calls)
@@ -50,7 +49,7 @@ class BasicBlock(nn.Module):
         self, in_ch: int, out_ch: int, stride: int, unit: str, kernel_size, se_reduction: int = 0, drop_path=0.0
     ):
         super().__init__()
-        self.conv1 = create_unit(unit, in_ch, out_ch, stride=stride, kernel_size=kernel_size)
+        self.conv1 = build_unit(unit, in_ch, out_ch, stride=stride, kernel_size=kernel_size)
         self.conv2 = ConvBnAct(out_ch, out_ch, 3, act=None)
         self.se = SEModule(out_ch, rd_channels=out_ch // se_reduction, bias=False) if se_reduction else nn.Identity()
         self.act = nn.ReLU(inplace=True)

@@ -63,7 +63,7 @@ from torch import nn
 from effconv.models import register
 from effconv.models.base import ClassifierNet, init_kaiming, new_layer
 from effconv.models.pretrained_cfgs import dataset_cfgs
-from effconv.models.unit_host import host_unit, pair, strided
+from effconv.models.units import DICE_HOST_UNITS, check_conv, host_unit, pair, strided
 from effconv.ops.common import ConvBnAct, channel_shuffle, interleave
 from effconv.ops.dice import first_pointwise
 
@@ -267,6 +267,7 @@ class DiCENet(SkeletonNet):
         self.channels = c0, c1, *levels, c5 = level_channels(width_mult, channel_table)
         self.width_mult, self.img_size = width_mult, pair(img_size)
         variant = {k: v for k, v in (("spatial", spatial), ("fusion", fusion)) if v is not None}
+        check_conv(conv, DICE_HOST_UNITS)
         optional = {"act": nn.Identity}  # EdgeNets' DWSepConv: no activation after the depth-wise conv
         size = strided(strided(self.img_size))
         self.level1 = ConvBnAct(in_chans, c0, 3, 2, act=nn.PReLU)

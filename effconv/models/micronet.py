@@ -37,8 +37,9 @@ Deviations and choices (the defaults follow the authors' code, DESIGN §4; refer
 4. Ablation knobs the paper describes without configurations: ``groups=<G>`` (fixed G, Table 3a),
    ``lambda`` (Table 3b), ``lite_levels`` (Table 3c: "low" = the authors' A-blocks, "high" = the B/C blocks),
    ``activation`` (Tables 2, 4: dyshiftmax | static | dyrelu | se_relu | relu), ``act_slots`` (Table 5),
-   ``J``/``K`` (Table 6), ``depthwise=kxk`` (Table 2's MobileNet rows), ``width_mult`` / ``fc_width`` /
-   ``dy_reduction`` / ``stem`` (to hold an ablation at the paper's cost, and the # variants). A block switched
+   ``J``/``K`` (Table 6), ``conv`` (a unit of effconv.ops.UNITS: ``micro_dw`` by default, ``dw`` for Table 2's
+   MobileNet rows), ``width_mult`` / ``fc_width`` / ``dy_reduction`` / ``stem`` (to hold an ablation at the
+   paper's cost, and the # variants). A block switched
    between lite and regular keeps its hidden width. Dynamic ReLU and SE use the same squeeze width as Dynamic
    Shift-Max (effconv/ops/dynamic_relu.py). Fixed G rounds block widths to multiples of lcm(4, G).
 5. ``micronet_m1s/m2s/m3s`` (the paper's M1#/M2#/M3#, no configuration published): the same blocks, scaled
@@ -67,10 +68,11 @@ from torch import nn
 from effconv.models import register
 from effconv.models.base import ClassifierNet, drop_path_rates, init_kaiming
 from effconv.models.pretrained_cfgs import dataset_cfgs
+from effconv.models.units import MICRONET_UNITS, build_unit, check_conv
 from effconv.ops.common import channel_shuffles, make_divisible
 from effconv.ops.dynamic_relu import DynamicReLU
 from effconv.ops.dynamic_shift_max import DynamicShiftMax, StaticShiftMax, squeeze_width
-from effconv.ops.micro_factorized import GroupPointwise, MicroFactorizedDepthwise, group_pair, nearest_divisor
+from effconv.ops.micro_factorized import GroupPointwise, group_pair, nearest_divisor
 
 torch.fx.wrap("channel_shuffles")  # a leaf where the blocks call it (see effconv.ops.common)
 
@@ -277,26 +279,22 @@ def describe_activation(act: nn.Module) -> str:
     return "+".join(tags) or "–"
 
 
-def _depthwise(channels: int, kernel: int, stride: int, multipliers, kind: str) -> nn.Module:
-    if kind == "micro":
-        return MicroFactorizedDepthwise(channels, kernel, stride, multipliers)
-    out = channels * multipliers[0] * multipliers[1]  # "kxk": one k x k depth-wise conv (Table 2, MobileNet)
-    return nn.Sequential(
-        nn.Conv2d(channels, out, kernel, stride, kernel // 2, groups=channels, bias=False),
-        nn.BatchNorm2d(out),
-    )
+def _depthwise(channels: int, kernel: int, stride: int, multipliers, conv: str) -> nn.Module:
+    """The block's depth-wise unit (``conv``): channels x m1 x m2 outputs; Micro-Factorized by default."""
+    out = channels * multipliers[0] * multipliers[1]
+    return build_unit(conv, channels, out, stride, kernel, optional={"multipliers": tuple(multipliers)})
 
 
 class LiteBlock(nn.Module):
     """Micro-Block-A: depthwise channel expansion (x2 then x2 in the authors' models), then one group-adaptive
     compress conv (Fig. 4a)."""
 
-    def __init__(self, in_ch, out_ch, kernel, stride, g_c, acts, depthwise="micro", multipliers=(2, 2), drop_path=0.0):
+    def __init__(self, in_ch, out_ch, kernel, stride, g_c, acts, conv="micro_dw", multipliers=(2, 2), drop_path=0.0):
         super().__init__()
         self.kind, self.kernel, self.stride = "A", kernel, stride
         self.in_ch, self.hidden, self.out_ch = in_ch, in_ch * multipliers[0] * multipliers[1], out_ch
         a2, a3 = acts
-        self.depthwise = _depthwise(in_ch, kernel, stride, multipliers, depthwise)
+        self.depthwise = _depthwise(in_ch, kernel, stride, multipliers, conv)
         self.act2 = a2.build
         self.shuffle2 = ChannelShuffles(in_ch, self.hidden // 2 if a2.dynamic else 1)
         self.compress = GroupPointwise(self.hidden, out_ch, g_c)
@@ -314,7 +312,7 @@ class LiteBlock(nn.Module):
 class RegularBlock(nn.Module):
     """Micro-Block-B/C: expand, Micro-Factorized depthwise, compress (Fig. 4b/c)."""
 
-    def __init__(self, in_ch, out_ch, kernel, stride, hidden, g_e, g_c, acts, depthwise="micro", drop_path=0.0):
+    def __init__(self, in_ch, out_ch, kernel, stride, hidden, g_e, g_c, acts, conv="micro_dw", drop_path=0.0):
         super().__init__()
         self.kind, self.kernel, self.stride = "C", kernel, stride
         self.in_ch, self.hidden, self.out_ch = in_ch, hidden, out_ch
@@ -322,7 +320,7 @@ class RegularBlock(nn.Module):
         self.expand = GroupPointwise(in_ch, hidden, g_e)
         self.act1 = a1.build
         self.shuffle1 = ChannelShuffles(g_e)
-        self.depthwise = _depthwise(hidden, kernel, stride, (1, 1), depthwise)
+        self.depthwise = _depthwise(hidden, kernel, stride, (1, 1), conv)
         self.act2 = a2.build
         # the authors' even/odd split after A2: C/4 groups when A1 and A2 are both dynamic, none when neither
         split = 4 if a1.dynamic and a2.dynamic else 2 if a1.dynamic or a2.dynamic else hidden
@@ -373,7 +371,7 @@ class MicroNet(ClassifierNet):
         width_mult: float | None = None,
         fc_width: int | None = None,
         dy_reduction: float | None = None,
-        depthwise: str = "micro",
+        conv: str = "micro_dw",
         shift: str = "authors",
         stem=None,
         drop_rate: float | None = None,
@@ -396,8 +394,7 @@ class MicroNet(ClassifierNet):
         fixed_groups = _parse_groups(groups)
         if lambda_ <= 0:
             raise ValueError(f"lambda must be > 0 (got {lambda_})")
-        if depthwise not in ("micro", "kxk"):
-            raise ValueError(f"depthwise must be 'micro' or 'kxk'; got '{depthwise}'")
+        check_conv(conv, MICRONET_UNITS)
         width_mult = cfg.width_mult if width_mult is None else width_mult
         if width_mult <= 0:
             raise ValueError(f"width_mult must be > 0 (got {width_mult})")
@@ -418,8 +415,7 @@ class MicroNet(ClassifierNet):
         levels = [("stem", in_ch, 2)]  # (module, channels, stride) of the stage layers
         rates = drop_path_rates(drop_path_rate, len(rows))
         for i, (row, (g_e, g_c)) in enumerate(zip(rows, plan)):
-            slot_i = functools.partial(slot, index=i)
-            blocks.append(_block(row, in_ch, g_e, g_c, slot_i, depthwise, rates[i]))
+            blocks.append(_block(row, in_ch, g_e, g_c, functools.partial(slot, index=i), conv, rates[i]))
             levels.append((f"blocks.{i}", row.out, row.stride))
             in_ch = row.out
         head_ch, head_groups = cfg.expansion * in_ch, plan[-1][0]
@@ -551,21 +547,21 @@ def _stem(in_chans: int, g1: int, g2: int) -> nn.Sequential:
     )
 
 
-def _block(row: Row, in_ch: int, g_e: int, g_c: int, slot, depthwise: str, drop_path: float = 0.0) -> nn.Module:
+def _block(row: Row, in_ch: int, g_e: int, g_c: int, slot, conv: str, drop_path: float = 0.0) -> nn.Module:
     """One Micro-Block; ``slot(name, channels, shift_groups, reduction, max_slot)`` builds its activations."""
     r = BASE_REDUCTION * row.squeeze
     hidden = row.expansion * in_ch
     if row.kind == "A":
         multipliers = (2, row.expansion // 2) if row.expansion % 2 == 0 else (row.expansion, 1)
         acts = (slot("A2", hidden, in_ch, r), slot("A3", row.out, g_c, r / 2, max_slot=False))
-        return LiteBlock(in_ch, row.out, row.kernel, row.stride, g_c, acts, depthwise, multipliers, drop_path)
+        return LiteBlock(in_ch, row.out, row.kernel, row.stride, g_c, acts, conv, multipliers, drop_path)
     shift_groups = hidden // g_e if g_e != 1 else 1  # A2, after the depthwise (the authors' rule)
     acts = (
         slot("A1", hidden, g_e, r),
         slot("A2", hidden, shift_groups, r),
         slot("A3", row.out, g_c, r / 2 if row.out < hidden else r, max_slot=False),
     )
-    return RegularBlock(in_ch, row.out, row.kernel, row.stride, hidden, g_e, g_c, acts, depthwise, drop_path)
+    return RegularBlock(in_ch, row.out, row.kernel, row.stride, hidden, g_e, g_c, acts, conv, drop_path)
 
 
 def _resolve_config(config) -> MicroNetConfig:

@@ -9,6 +9,8 @@ torchvision/timm (MobileNetV2 1.0: 3.5049 M params, 300.8 MAdds, as timm's ``mob
 
 Knobs (``effconv/conf/model/mobilenetv{1,2}_mix.yaml``):
 
+* ``conv``: the unit of the replaced layers, a depth-wise unit of effconv.ops.UNITS (default ``mixconv``, the
+  paper's; ``dw`` or ``xsepconv`` compare other operators in the same network).
 * ``kernel``: the depth-wise kernel when ``groups`` = 1 (default 3); with ``groups`` > 1 the kernels are
   3..2g+1, so ``kernel`` may only repeat the largest (the x-axis of Fig. 4) or stay null.
 * ``groups``, ``split`` (equal | exp), ``dilated``: the MixConv (effconv.ops.mixconv).
@@ -43,6 +45,7 @@ from torch import nn
 from effconv.models import register
 from effconv.models.base import ClassifierNet, drop_path_rates, uniform_linear_init
 from effconv.models.pretrained_cfgs import dataset_cfgs
+from effconv.models.units import MIXCONV_HOST_UNITS, build_unit, check_conv
 from effconv.ops import create_unit
 from effconv.ops.common import ConvBnAct, make_divisible
 from effconv.ops.mixconv import SPLITS, MixConv, mixconv_kernels
@@ -64,7 +67,8 @@ MOBILENET_V2 = [
 class DepthwisePlan:
     """Which unit each depth-wise layer gets, from the knobs (validated once, for every layer)."""
 
-    def __init__(self, num_layers: int, kernel, groups: int, split: str, dilated: bool, layer, impl: str):
+    def __init__(self, num_layers: int, conv: str, kernel, groups: int, split: str, dilated: bool, layer, impl: str):
+        self.conv = check_conv(conv, MIXCONV_HOST_UNITS)
         groups = int(groups)
         if groups < 1:
             raise ValueError(f"groups must be >= 1, got {groups}")
@@ -89,16 +93,13 @@ class DepthwisePlan:
     def unit(self, index: int, channels: int, stride: int) -> nn.Module:
         if self.layer != "all" and index != self.layer:
             return create_unit("mixconv", channels, channels, stride, kernel_size=3, impl=self.impl)
-        return create_unit(
-            "mixconv",
-            channels,
-            channels,
-            stride,
-            kernel_size=self.kernels,
-            split=self.split,
-            dilated=self.dilated and stride == 1,
-            impl=self.impl,
-        )
+        # MixConv takes its kernel list; a single-kernel unit takes the kernel itself
+        kernel = self.kernels if self.conv == "mixconv" or len(self.kernels) > 1 else self.kernels[0]
+        # split and dilated select a MixConv variant (an error for a unit without them); impl is a formulation
+        variant = {"split": self.split} if self.split != "equal" else {}
+        if self.dilated:
+            variant["dilated"] = stride == 1
+        return build_unit(self.conv, channels, channels, stride, kernel, variant=variant, optional={"impl": self.impl})
 
 
 class DepthwiseAct(nn.Sequential):
@@ -130,6 +131,7 @@ class MobileNetV2Mix(ClassifierNet):
         num_classes: int = 1000,
         in_chans: int = 3,
         width_mult: float = 1.0,
+        conv: str = "mixconv",
         kernel=None,
         groups: int = 1,
         split: str = "equal",
@@ -145,7 +147,7 @@ class MobileNetV2Mix(ClassifierNet):
         if width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
         num_blocks = sum(n for _, _, n, _ in MOBILENET_V2)
-        plan = DepthwisePlan(num_blocks, kernel, groups, split, dilated, layer, impl)
+        plan = DepthwisePlan(num_blocks, conv, kernel, groups, split, dilated, layer, impl)
         rates = drop_path_rates(drop_path_rate, num_blocks)
         in_ch = make_divisible(32 * width_mult)
         layers, index = [ConvBnAct(in_chans, in_ch, 3, stride=2, act=nn.ReLU6)], 0
@@ -172,6 +174,7 @@ class MobileNetV1Mix(ClassifierNet):
         num_classes: int = 1000,
         in_chans: int = 3,
         width_mult: float = 1.0,
+        conv: str = "mixconv",
         kernel=None,
         groups: int = 1,
         split: str = "equal",
@@ -185,7 +188,7 @@ class MobileNetV1Mix(ClassifierNet):
         self.in_chans = in_chans
         if width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
-        plan = DepthwisePlan(len(MOBILENET_V1), kernel, groups, split, dilated, layer, impl)
+        plan = DepthwisePlan(len(MOBILENET_V1), conv, kernel, groups, split, dilated, layer, impl)
         in_ch = make_divisible(32 * width_mult)
         layers = [ConvBnAct(in_chans, in_ch, 3, stride=2, act=nn.ReLU6)]
         outputs = [("features.0", in_ch, 2)]  # (module, channels, stride) of the stage layers

@@ -46,7 +46,7 @@ from torch import nn
 from effconv.models import register
 from effconv.models.base import ClassifierNet, init_kaiming
 from effconv.models.pretrained_cfgs import dataset_cfgs
-from effconv.models.unit_host import host_unit, pair, strided
+from effconv.models.units import DICE_HOST_UNITS, check_conv, host_unit, pair, strided
 from effconv.ops.common import ConvBnAct
 
 # (output channels / stem channels, stride) of the 13 separable convs (MobileNetV1 paper, Table 1)
@@ -70,6 +70,7 @@ class MobileNetV1(ClassifierNet):
         self.in_chans = in_chans
         if width_mult <= 0:
             raise ValueError(f"width_mult must be positive, got {width_mult}")
+        check_conv(conv, DICE_HOST_UNITS)
         self.width_mult = width_mult
         size = strided(pair(img_size))
         in_ch = stem = max(1, round(32 * width_mult))

@@ -14,7 +14,7 @@ The stage table is MobileNetV2's (timm ``mobilenetv2_100``), with two changes th
 Head: 1x1 conv to 1280 + BN + ReLU6 -> global average pool -> dropout 0.2 -> linear. Init as torchvision:
 Kaiming-normal fan-out convs, zero biases, BN 1/0, linear N(0, 0.01).
 
-Knobs: ``conv`` (effconv/models/replaced_conv.py; default ``multiception``), ``kernels`` for the two replaced
+Knobs: ``conv`` (effconv/models/units.py; default ``multiception``), ``kernels`` for the two replaced
 rows (authors: {3,5,7} for block 1, {3,5} for blocks 2-3), ``stem_stride`` (1), ``drop_rate`` (0.2).
 
 Params / MAdds at 10 classes and 96x96 (reference-architectures §5.2): Multiception 2.2526 M / 300.97 M,
@@ -36,8 +36,7 @@ from torchvision.ops import Conv2dNormActivation
 from effconv.models import register
 from effconv.models.base import ClassifierNet, drop_path_rates, init_kaiming
 from effconv.models.pretrained_cfgs import dataset_cfgs
-from effconv.models.replaced_conv import replaced_conv
-from effconv.ops import create_unit
+from effconv.models.units import build_unit, replaced_conv
 
 # (expansion t, width c, repeats n, first stride s, index of the replaced kernel set or None)
 SETTING = (
@@ -74,7 +73,7 @@ class ReplacedInvertedResidual(nn.Module):
         if expand_ratio != 1:
             layers.append(Conv2dNormActivation(in_ch, hidden, kernel_size=1, activation_layer=nn.ReLU6))
         layers += [
-            create_unit(unit, hidden, out_ch, stride=stride, kernel_size=kernel_size),
+            build_unit(unit, hidden, out_ch, stride=stride, kernel_size=kernel_size),
             nn.ReLU(inplace=True),
             nn.BatchNorm2d(out_ch),
         ]

@@ -2,7 +2,7 @@
 Convolution", arXiv:2002.12046, §4).
 
 The network is timm's MobileNetV3-Small (``timm.models.mobilenetv3``, variant ``mobilenetv3_small_100``): the
-same arch-def rows, built by timm's ``MobileNetV3`` / ``EfficientNetBuilder``, so with ``dw=dw`` and
+same arch-def rows, built by timm's ``MobileNetV3`` / ``EfficientNetBuilder``, so with ``conv=dw`` and
 ``small_input=none`` it is timm's model layer for layer (params, state-dict, outputs: tested). The paper's
 changes are then applied to the built blocks (§4.2 replacement rule):
 
@@ -14,8 +14,9 @@ changes are then applied to the built blocks (§4.2 replacement rule):
 
 The 2x2 layers are numbered in forward order when the network is built and padded by ``padding``
 (``effconv.ops.even_padding.padding_plan``): 6 layers by default, N mod 4 = 2 as the paper's §4.3 says.
-``dw`` picks the operator (``xsepconv``, the ablations ``xsepconv_b`` / ``xsepconv_p`` / ``xsepconv_no2x2``,
-or the ``dw`` baseline), ``width_mult`` is timm's channel multiplier (Fig. 3: 0.5, 0.75, 1.0, 1.25).
+``conv`` picks the unit (``xsepconv``, the ablations ``xsepconv_b`` / ``xsepconv_p`` / ``xsepconv_no2x2``,
+or the ``dw`` baseline; names of effconv.ops.UNITS, whose operator goes in without the unit's BN: timm's
+block has its own), ``width_mult`` is timm's channel multiplier (Fig. 3: 0.5, 0.75, 1.0, 1.25).
 
 No authors' code exists; this follows the reconstruction of reference-architectures §3. Deviations and
 choices:
@@ -50,10 +51,10 @@ from torch import nn
 
 from effconv.models import register
 from effconv.models.pretrained_cfgs import dataset_cfgs
+from effconv.models.units import XSEP_HOST_UNITS, check_conv
 from effconv.ops.even_padding import PADDING_STRATEGIES, padding_plan
 from effconv.ops.xsepconv import FORMS_WITH_2X2, FORMS_WITH_DOWNSAMPLING, XSEPCONV_FORMS
 
-DW_CHOICES = ("dw", *XSEPCONV_FORMS)
 # small_input -> (stem stride, first block stride); total strides 8, 16, 32
 SMALL_INPUT_STRIDES = {"stem_block1": (1, 1), "stem": (1, 2), "none": (2, 2)}
 
@@ -87,7 +88,7 @@ class MobileNetV3SmallXSep(MobileNetV3):
         self,
         num_classes: int = 1000,
         in_chans: int = 3,
-        dw: str = "xsepconv",
+        conv: str = "xsepconv",
         padding: str = "improved",
         width_mult: float = 1.0,
         small_input: str = "stem_block1",
@@ -97,7 +98,7 @@ class MobileNetV3SmallXSep(MobileNetV3):
         drop_path_rate: float = 0.0,
         global_pool: str = "avg",
     ):
-        _check_knobs(dw, padding, width_mult, small_input, k7_downsample)
+        _check_knobs(conv, padding, width_mult, small_input, k7_downsample)
         stem_stride, first_block_stride = SMALL_INPUT_STRIDES[small_input]
         arch = small_arch_def(first_block_stride, 7 if k7_middle else 5, 7 if k7_downsample else 5)
         super().__init__(
@@ -124,13 +125,12 @@ class MobileNetV3SmallXSep(MobileNetV3):
             self.feature_info.insert(0, stem)
         self.stage_ends = [f["stage"] for f in self.feature_info]
         self.even_kernel_padding: list[str] = []  # the 2x2 layers' paddings, in forward order
-        if dw != "dw":
-            self.even_kernel_padding = _replace_depthwise(self, dw, padding)
+        if conv != "dw":
+            self.even_kernel_padding = _replace_depthwise(self, conv, padding)
 
 
-def _check_knobs(dw, padding, width_mult, small_input, k7_downsample) -> None:
-    if dw not in DW_CHOICES:
-        raise ValueError(f"dw must be one of {', '.join(DW_CHOICES)}, got '{dw}'")
+def _check_knobs(conv, padding, width_mult, small_input, k7_downsample) -> None:
+    check_conv(conv, XSEP_HOST_UNITS, only=True)
     if padding not in PADDING_STRATEGIES:
         raise ValueError(f"padding must be one of {', '.join(PADDING_STRATEGIES)}, got '{padding}'")
     if small_input not in SMALL_INPUT_STRIDES:
@@ -138,9 +138,9 @@ def _check_knobs(dw, padding, width_mult, small_input, k7_downsample) -> None:
         raise ValueError(f"small_input must be one of {choices} (total stride 8, 16, 32), got '{small_input}'")
     if not width_mult > 0:
         raise ValueError(f"width_mult must be positive, got {width_mult}")
-    if k7_downsample and dw not in ("dw", *FORMS_WITH_DOWNSAMPLING):
-        forms = " or dw=".join(("dw", *FORMS_WITH_DOWNSAMPLING))
-        raise ValueError(f"k7_downsample needs a down-sampling form, which {dw} lacks (Fig. 1b); use dw={forms}")
+    if k7_downsample and conv not in ("dw", *FORMS_WITH_DOWNSAMPLING):
+        forms = " or conv=".join(("dw", *FORMS_WITH_DOWNSAMPLING))
+        raise ValueError(f"k7_downsample needs a down-sampling form, which {conv} lacks (Fig. 1b); use conv={forms}")
 
 
 def _replace_depthwise(model: MobileNetV3, form: str, padding: str) -> list[str]:

@@ -56,7 +56,7 @@ from effconv.models import register
 from effconv.models.base import drop_path_rates
 from effconv.models.dicenet import REPEATS, SkeletonNet
 from effconv.models.pretrained_cfgs import dataset_cfgs
-from effconv.models.unit_host import host_unit, pair, strided
+from effconv.models.units import DICE_HOST_UNITS, check_conv, host_unit, pair, strided
 from effconv.ops.common import ConvBnAct
 from effconv.ops.dice import first_pointwise
 
@@ -103,6 +103,7 @@ class ResNetDW(SkeletonNet):
         self.in_chans = in_chans
         if width_mult <= 0:
             raise ValueError(f"width_mult must be positive, got {width_mult}")
+        check_conv(conv, DICE_HOST_UNITS)
         self.width_mult, self.img_size = width_mult, pair(img_size)
         mid = max(1, round(BASE_MID * width_mult))
         widths = [4 * mid, 8 * mid, 16 * mid]

@@ -11,7 +11,7 @@ authors built it (guoqingbao/Multiception ``shakenet.py`` / ``shakeshake.py``; r
 * Head: ReLU -> global average pool (the authors' avg-pool 8 at 32x32) -> linear.
 * Init: conv weights N(0, 2 / (k² · C_out)) (Kaiming fan-out), BN 1/0, linear bias 0.
 
-Knobs as the CIFAR ResNets (effconv/models/replaced_conv.py): ``conv`` replaces the first conv of *each*
+Knobs as the CIFAR ResNets (effconv/models/units.py): ``conv`` replaces the first conv of *each*
 branch, ``kernels`` per stage (authors: {3,5,7}, {3,5}, {3,3}), ``stem_stride``.
 
 Registered: ``shakeshake26_2x96d_cifar`` (depth 26, w = 96; at 10 classes 26.1929 M params standard, 16.9807 M
@@ -43,8 +43,7 @@ from torch import nn
 from effconv.models import register
 from effconv.models.base import ClassifierNet, drop_path_rates, init_kaiming
 from effconv.models.pretrained_cfgs import dataset_cfgs
-from effconv.models.replaced_conv import replaced_conv
-from effconv.ops import create_unit
+from effconv.models.units import build_unit, replaced_conv
 from effconv.ops.shake_shake import shake_shake
 
 torch.fx.wrap("shake_shake")  # a leaf where the blocks call it (see effconv.ops.shake_shake)
@@ -89,7 +88,7 @@ class ShakeBlock(nn.Module):
     def _branch(in_ch, out_ch, stride, unit, kernel_size) -> nn.Sequential:
         return nn.Sequential(
             nn.ReLU(),  # not in place: the input also feeds the other branch and the shortcut
-            create_unit(unit, in_ch, out_ch, stride=stride, kernel_size=kernel_size),
+            build_unit(unit, in_ch, out_ch, stride=stride, kernel_size=kernel_size),
             nn.ReLU(inplace=True),
             nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
             nn.BatchNorm2d(out_ch),

@@ -125,11 +125,16 @@ class MicroFactorizedDepthwise(nn.Sequential):
 class MicroFactorizedDepthwiseUnit(MicroFactorizedDepthwise):
     """Swappable unit: Micro-Factorized depth-wise conv; ``out_ch`` a multiple of ``in_ch`` (multiplier).
 
-    The multiplier goes to the k x 1 factor, except 4 = (2, 2) as in MicroNet's lite blocks.
+    ``multipliers`` (m1, m2) splits the multiplier between the two factors; by default it goes to the k x 1
+    factor, except 4 = (2, 2) as in MicroNet's lite blocks.
     """
 
-    def __init__(self, in_ch, out_ch, stride=1, kernel_size=3):
+    def __init__(self, in_ch, out_ch, stride=1, kernel_size=3, multipliers=None):
         if out_ch % in_ch:
             raise ValueError(f"micro_dw: out_ch={out_ch} must be a multiple of in_ch={in_ch} (a multiplier)")
         ratio = out_ch // in_ch
-        super().__init__(in_ch, kernel_size, stride, (2, 2) if ratio == 4 else (ratio, 1))
+        if multipliers is None:
+            multipliers = (2, 2) if ratio == 4 else (ratio, 1)
+        if multipliers[0] * multipliers[1] != ratio:
+            raise ValueError(f"micro_dw: multipliers {tuple(multipliers)} do not give {in_ch} -> {out_ch} channels")
+        super().__init__(in_ch, kernel_size, stride, tuple(multipliers))

@@ -20,14 +20,15 @@ class StandardConv(nn.Sequential):
 
 @register_unit("dw")
 class DepthwiseConv(nn.Sequential):
-    """k x k depth-wise convolution + BN (in_ch must equal out_ch)."""
+    """k x k depth-wise convolution + BN; ``out_ch`` a multiple of ``in_ch`` is a channel multiplier (each input
+    channel gets out_ch / in_ch filters: MicroNet Table 2's k x k rows)."""
 
     def __init__(self, in_ch, out_ch, stride=1, kernel_size=3):
-        if in_ch != out_ch:
-            raise ValueError(f"a depth-wise unit keeps the width: in_ch={in_ch} != out_ch={out_ch}")
+        if out_ch % in_ch:
+            raise ValueError(f"a depth-wise unit keeps or multiplies the width: out_ch={out_ch}, in_ch={in_ch}")
         super().__init__(
-            nn.Conv2d(in_ch, in_ch, kernel_size, stride, kernel_size // 2, groups=in_ch, bias=False),
-            nn.BatchNorm2d(in_ch),
+            nn.Conv2d(in_ch, out_ch, kernel_size, stride, kernel_size // 2, groups=in_ch, bias=False),
+            nn.BatchNorm2d(out_ch),
         )
 
 

@@ -1,14 +1,17 @@
 """Render paper tables, or a list of runs.
 
     python -m effconv.report <paper>/<table> [...] [--static] [--runs DIR ...] [--out DIR]
+    python -m effconv.report <paper>/<table> --status                each job of the table's sweep and its state
     python -m effconv.report --all --static --out docs/results      every table, static columns
     python -m effconv.report outputs/<run> [...]                     a plain table of runs
 
 Params/MAdds are computed from the models (no training needed); accuracy comes from the results.json files
-of the table's runs under ``outputs/<paper>/<table>/`` (and ``--runs``); a row without runs shows the evaluation
-of the authors' released weights under ``outputs/released/`` (and ``--runs``) when there is one, marked †
-(effconv/report/released.py). Markdown goes to stdout and, with the
-CSV and a top-1 vs MAdds plot, to ``--out`` (default ``outputs/reports``).
+of the table's runs under ``outputs/<paper>/<table>/`` (and ``--runs``); a row whose runs failed shows
+``failed: <reason>`` (their failed.json); a row without runs shows the evaluation of the authors' released weights
+under ``outputs/released/`` (and ``--runs``) when there is one, marked † (effconv/report/released.py). Markdown
+goes to stdout and, with the CSV and a top-1 vs MAdds plot, to ``--out`` (default ``outputs/reports``).
+``--status`` lists every job of the table's sweep (rows x ``hydra.sweeper.params``) as done / running / failed /
+stopped / not started, with its run directory.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from effconv.errors import UserError
 
 
 def _tables() -> list[str]:
+    """Experiments that define a table (found through the package, whatever the working directory)."""
     return [e for e in group_options("experiment") if "table:" in (CONF_DIR / "experiment" / f"{e}.yaml").read_text()]
 
 
@@ -68,11 +72,13 @@ def write_index(names: list[str], out: Path) -> Path:
 
 def render_runs(paths: list[Path]) -> str:
     from effconv.engine.results import format_table
-    from effconv.report.collect import load_results
+    from effconv.report.collect import failed, load_results
 
-    results = load_results(paths)
-    if not results:
+    found = load_results(paths)
+    if not found:
         raise UserError(f"no results.json under {', '.join(map(str, paths))}")
+    results = [r for r in found if not failed(r)]
+    failures = [f"failed: {Path(r['_path']).parent}: {r.get('reason')}" for r in found if failed(r)]
     header = ["run", "model", "data", "params (M)", "MAdds (M)", "top-1", "top-5", "epochs"]
     rows = [
         [
@@ -87,7 +93,7 @@ def render_runs(paths: list[Path]) -> str:
         ]
         for r in results
     ]
-    return format_table(rows, header)
+    return "\n".join([format_table(rows, header)] * bool(rows) + failures)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-root", type=Path, default=Path("outputs"), help="where train.py wrote runs")
     parser.add_argument("--out", type=Path, default=Path("outputs/reports"), help="where .md/.csv/.png go")
     parser.add_argument("--all", action="store_true", help="every experiment that has a table")
+    parser.add_argument("--status", action="store_true", help="each job of the table's sweep: done, failed, ...")
     args = parser.parse_args(argv)
     try:
         targets = _tables() if args.all else args.targets
@@ -112,8 +119,14 @@ def main(argv: list[str] | None = None) -> int:
             print(render_runs(run_dirs))
             return 0
         for name in targets:
+            if args.status:
+                from effconv.report.spec import load_spec
+                from effconv.report.status import status_lines
+
+                print(status_lines(load_spec(name), args.output_root))
+                continue
             print(render_experiment(name, args.static, [args.output_root, *args.runs], args.out))
-        if args.all:
+        if args.all and not args.status:
             write_index(targets, args.out)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

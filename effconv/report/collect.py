@@ -1,4 +1,5 @@
-"""Find the results.json files of a table's runs and give each row its runs (one per seed)."""
+"""Find a table's runs (results.json, or failed.json for a run that failed) and give each row its runs (one per
+seed). A failed run is a dict with ``status: failed`` and its one-line ``reason``."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ from effconv.report.spec import Row, TableSpec, override_key
 def load_results(roots: list[Path]) -> list[dict]:
     found = []
     for root in roots:
-        paths = [root] if root.name == "results.json" else sorted(Path(root).rglob("results.json"))
+        if root.name in ("results.json", "failed.json"):
+            paths = [root]
+        else:
+            paths = sorted(Path(root).rglob("results.json")) + sorted(Path(root).rglob("failed.json"))
         for path in paths:
+            if path.name == "results.json" and (path.parent / "failed.json").exists():
+                continue  # the run was started again and failed: its results.json is an earlier attempt's
             try:
                 result = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
@@ -21,6 +27,10 @@ def load_results(roots: list[Path]) -> list[dict]:
             result["_path"] = str(path)
             found.append(result)
     return found
+
+
+def failed(result: dict) -> bool:
+    return result.get("status") == "failed"
 
 
 def _values(overrides: list[str], keys: list[str]) -> dict[str, str | None]:

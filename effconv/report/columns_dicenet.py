@@ -1,8 +1,5 @@
-"""DiCENet paper columns: costs against the authors' code, measured latency (Table 5), widths (Table 8).
+"""DiCENet paper columns: measured latency (Table 5), widths (Table 8).
 
-* ``params_code`` / ``madds_code``: our params / MAdds beside the authors' released models as measured in
-  reference-architectures §1.2 (the row's ``paper`` entry holds that figure), where the paper's own
-  FLOPs are truncated (14.90 -> "14") or inconsistent (135.48 -> "139").
 * ``latency_b1`` / ``latency_b32`` / ``latency_b64``: inference time per batch of 224 px images, measured now
   on the machine at hand (GPU if there is one, else CPU), fp32, channels_last, eval mode; median of timed
   windows (``effconv.profile.measure_throughput``). The paper's figures are a GTX 1080 Ti's.
@@ -14,29 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from effconv.config import to_plain
 from effconv.profile import measure_throughput
 from effconv.report.columns import Column, RowContext, register_column
 from effconv.report.summaries import register_summary
-
-register_column(
-    Column(
-        "params_code",
-        "Params (M) [ref: authors' code]",
-        4,
-        static=lambda ctx: ctx.cost.params_m,
-        relative_delta=True,
-    )
-)
-register_column(
-    Column(
-        "madds_code",
-        "MAdds (M) [ref: authors' code]",
-        2,
-        static=lambda ctx: ctx.cost.madds_m,
-        relative_delta=True,
-    )
-)
 
 
 def latency_device() -> torch.device:
@@ -45,34 +22,32 @@ def latency_device() -> torch.device:
 
 def _latency(batch_size: int):
     def measure(ctx: RowContext) -> float:
-        fast = latency_device().type == "cpu"  # a CPU at batch 64 takes seconds per call: fewer windows
-        result = measure_throughput(
-            ctx.model(),
-            ctx.input_size,
-            batch_size,
-            latency_device(),
-            channels_last=True,
-            warmup=2 if fast else 10,
-            min_time_s=0.2 if fast else 1.0,
-            repeats=3 if fast else 5,
-        )
-        return result.ms_per_batch
+        return ctx.memo(f"latency_b{batch_size}", lambda: _measure(ctx, batch_size))
 
     return measure
+
+
+def _measure(ctx: RowContext, batch_size: int) -> float:
+    fast = latency_device().type == "cpu"  # a CPU at batch 64 takes seconds per call: fewer windows
+    result = measure_throughput(
+        ctx.model(),
+        ctx.input_size,
+        batch_size,
+        latency_device(),
+        channels_last=True,
+        warmup=2 if fast else 10,
+        min_time_s=0.2 if fast else 1.0,
+        repeats=3 if fast else 5,
+    )
+    return result.ms_per_batch
 
 
 for _batch in (1, 32, 64):
     register_column(Column(f"latency_b{_batch}", f"Latency b={_batch} (ms)", 1, static=_latency(_batch)))
 
 
-_CHANNELS: dict[str, tuple[int, ...]] = {}
-
-
 def _channels(ctx: RowContext) -> tuple[int, ...]:
-    key = repr(sorted(to_plain(ctx.cfg.model).items()))
-    if key not in _CHANNELS:
-        _CHANNELS[key] = tuple(ctx.model().channels)
-    return _CHANNELS[key]
+    return ctx.memo("channels", lambda: tuple(ctx.model().channels))
 
 
 # Table 8 layers -> index in DiCENet's [c0, c1, c2, c3, c4, c5]

@@ -10,13 +10,6 @@ from __future__ import annotations
 from effconv.report.summaries import register_summary
 
 
-def _change(table, row, column: str, relative: bool) -> float | None:
-    ours, ref = table.cells[row.name][column].ours, table.cells[row.relative_to][column].ours
-    if ours is None or ref is None or (relative and not ref):
-        return None
-    return 100.0 * (ours - ref) / ref if relative else ours - ref
-
-
 def _quoted(value: float | None, paper: float | None, unit: str, tolerance: float | None) -> str:
     text = "–" if value is None else f"{value:+.2f}{unit}"
     if paper is not None:
@@ -36,11 +29,11 @@ def changes_vs_reference(table) -> str:
             continue
         parts = []
         if "madds" in table.cells[row.name]:
-            madds = _change(table, row, "madds", True)
+            madds = table.change_vs_reference(row, "madds")
             tolerance = spec.tolerances.get("madds_change")
             parts.append("MAdds " + _quoted(madds, row.paper.get("madds_change"), "%", tolerance))
         if "top1" in table.cells[row.name]:
-            top1 = _change(table, row, "top1", False)
+            top1 = table.change_vs_reference(row, "top1", relative=False)
             parts.append("top-1 " + _quoted(top1, row.paper.get("top1_change"), " pt", None))
         lines.append(f"{row.name} vs {row.relative_to}: {', '.join(parts)}")
     if not lines:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from effconv.errors import UserError
-from effconv.report.collect import runs_of
-from effconv.report.columns import COLUMNS, Cell, RowContext, cell
+from effconv.report.collect import failed, runs_of
+from effconv.report.columns import COLUMNS, Cell, RowContext, cell, change
 from effconv.report.released import MARK, footnote, released_for
 from effconv.report.spec import TableSpec
 from effconv.report.summaries import SUMMARIES
@@ -20,12 +20,21 @@ class Table:
     spec: TableSpec
     static_only: bool
     cells: dict[str, dict[str, Cell]] = field(default_factory=dict)  # row name -> column -> cell
-    runs: dict[str, int] = field(default_factory=dict)  # row name -> runs found
+    runs: dict[str, int] = field(default_factory=dict)  # row name -> finished runs found
+    failures: dict[str, list[str]] = field(default_factory=dict)  # row name -> reasons of its failed runs
     released: dict[str, list[dict]] = field(default_factory=dict)  # row name -> released weights' evaluations
 
     @property
     def columns(self):
         return [COLUMNS[c] for c in self.spec.columns]
+
+    def change_vs_reference(self, row, column: str, relative: bool = True, side: str = "ours") -> float | None:
+        """``row``'s ``column`` against its ``relative_to`` row: percent (relative) or points; ``side`` picks
+        our numbers or the paper's cells. None without a reference row or a value on either side."""
+        if not row.relative_to or column not in self.cells[row.name]:
+            return None
+        value, reference = self.cells[row.name][column], self.cells[row.relative_to][column]
+        return change(getattr(value, side), getattr(reference, side), relative)
 
 
 def build_table(spec: TableSpec, results: list[dict], static_only: bool, released: list[dict] = ()) -> Table:
@@ -35,8 +44,10 @@ def build_table(spec: TableSpec, results: list[dict], static_only: bool, release
     table = Table(spec, static_only)
     for row in spec.rows:
         ctx = RowContext(spec, row)
-        runs = [] if static_only else runs_of(row, spec, results)
+        found = [] if static_only else runs_of(row, spec, results)
+        runs = [r for r in found if not failed(r)]
         table.runs[row.name] = len(runs)
+        table.failures[row.name] = [r.get("reason", "no reason recorded") for r in found if failed(r)]
         if not static_only and not runs and released:  # effconv.report.released: each fills its first row
             runs = released_for(ctx.cfg, [e for e in released if not any(e in v for v in table.released.values())])
             if runs:
@@ -49,13 +60,15 @@ def _num(value, digits):
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _ours(c: Cell, digits: int) -> str:
+def _ours(c: Cell, digits: int, failures: list[str] = ()) -> str:
+    """Our value (mean ± std over seeds); a run column whose row's runs failed says so."""
     if c.ours is None:
-        return "–"
+        return "failed: " + failures[0].replace("|", "\\|") if failures else "–"
     text = f"{c.ours:.{digits}f}"
     if c.std is not None:
         text += f" ± {c.std:.{digits}f}"
-    return text + (f" (n={c.n})" if c.n > 1 else "")
+    text += f" (n={c.n})" if c.n > 1 else ""
+    return text + (f" ({len(failures)} failed)" if failures else "")
 
 
 def _delta(c: Cell, column, tolerance: float | None) -> str:
@@ -69,15 +82,8 @@ def _delta(c: Cell, column, tolerance: float | None) -> str:
 
 
 def _relative(table: Table, row) -> str:
-    if not row.relative_to:
-        return ""
-    parts = []
-    for name in ("params", "madds"):
-        if name in table.cells[row.name]:
-            ours, ref = table.cells[row.name][name].ours, table.cells[row.relative_to][name].ours
-            if ours is not None and ref:
-                parts.append(f"{name} {100 * (ours - ref) / ref:+.2f}%")
-    return ", ".join(parts)
+    changes = [(name, table.change_vs_reference(row, name)) for name in ("params", "madds")]
+    return ", ".join(f"{name} {value:+.2f}%" for name, value in changes if value is not None)
 
 
 def header(table: Table) -> list[str]:
@@ -96,7 +102,8 @@ def body(table: Table) -> list[list[str]]:
         line = [row.name]
         for c in table.columns:
             x = table.cells[row.name][c.name]
-            ours = _ours(x, c.digits)
+            failures = table.failures.get(row.name, []) if c.from_run else []
+            ours = _ours(x, c.digits, failures)
             if row.name in table.released and c.from_run is not None and x.ours is not None:
                 ours += f" {MARK}"
             line += [ours, _num(x.paper, c.digits), _delta(x, c, table.spec.tolerances.get(c.name))]
@@ -104,6 +111,11 @@ def body(table: Table) -> list[list[str]]:
             line.append(f"{_relative(table, row)} vs {row.relative_to}" if row.relative_to else "")
         lines.append(line)
     return lines
+
+
+def _failed_runs(table: Table) -> str:
+    count = sum(len(reasons) for reasons in table.failures.values())
+    return f" (and {count} failed)" if count else ""
 
 
 def to_markdown(table: Table) -> str:
@@ -117,6 +129,7 @@ def to_markdown(table: Table) -> str:
             if table.static_only
             else f"accuracy is the {spec.metric} epoch of each run, mean ± std over seeds; runs found: "
             f"{sum(table.runs.values())}"
+            + _failed_runs(table)
             + (f"; rows from released weights ({MARK}): {len(table.released)}." if table.released else ".")
         ),
         "",

@@ -38,6 +38,7 @@ class TableSpec:
     plot: bool = True
     tolerances: dict[str, float] = field(default_factory=dict)  # column -> allowed |relative delta|, shown
     sweep_keys: list[str] = field(default_factory=list)
+    sweep_params: dict[str, str] = field(default_factory=dict)  # hydra.sweeper.params, crossed with every row
 
     def row(self, name: str) -> Row:
         for r in self.rows:
@@ -54,13 +55,16 @@ def load_spec(experiment: str) -> TableSpec:
     options = group_options("experiment")
     if experiment not in options:
         raise unknown_choice("experiment", experiment, options, "; see effconv/conf/experiment/")
-    cfg = compose([f"+experiment={experiment}"])
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = compose([f"experiment={experiment}"])
+    params = OmegaConf.to_container(HydraConfig.get().sweeper.get("params") or {}, resolve=False)
     table = cfg.get("table")
     if not table or not table.get("rows"):
         raise UserError(f"experiment {experiment} has no table.rows; it is not a table")
     data = OmegaConf.to_container(table, resolve=False)
     rows = [Row(**r) for r in data.pop("rows")]
-    spec = TableSpec(experiment=experiment, rows=rows, **data)
+    spec = TableSpec(experiment=experiment, rows=rows, sweep_params={k: str(v) for k, v in params.items()}, **data)
     names = [r.name for r in rows]
     duplicated = {n for n in names if names.count(n) > 1}
     if duplicated:

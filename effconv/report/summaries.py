@@ -9,6 +9,8 @@ SUMMARIES: dict[str, Callable] = {}
 
 def register_summary(name: str):
     def wrap(fn):
+        if name in SUMMARIES:
+            raise ValueError(f"report summary '{name}' is registered twice")
         SUMMARIES[name] = fn
         return fn
 
@@ -16,13 +18,8 @@ def register_summary(name: str):
 
 
 def _mean_change(table, column: str) -> list[float]:
-    changes = []
-    for row in table.spec.rows:
-        if row.relative_to:
-            ours, ref = table.cells[row.name][column].ours, table.cells[row.relative_to][column].ours
-            if ours is not None and ref:
-                changes.append(100.0 * (ours - ref) / ref)
-    return changes
+    changes = [table.change_vs_reference(row, column) for row in table.spec.rows if row.relative_to]
+    return [c for c in changes if c is not None]
 
 
 @register_summary("mean_param_change")

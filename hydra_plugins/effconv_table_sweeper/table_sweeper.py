@@ -7,17 +7,19 @@ make it; ``hydra.sweeper.params`` (seeds, say) and the command-line overrides ar
 exactly as the basic sweeper would do. Command-line values win over a row's value for the same key.
 ``hydra.sweeper.only=<regex>`` launches the rows whose name matches.
 
-Only the job list is ours: jobs go to whatever launcher is configured (local, submitit_local, SLURM).
+Only the job list is ours; running the jobs, a failing row that lets the others run, and the closing summary
+are the grid sweeper's (grid_sweeper.py).
 """
 
 import re
 from dataclasses import dataclass
-from typing import Any, Optional  # no PEP 563: Hydra scans this module outside sys.modules
+from typing import Optional  # no PEP 563: Hydra scans this module outside sys.modules
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
+
+from hydra_plugins.effconv_table_sweeper.grid_sweeper import GridSweeper
 
 
 @dataclass
@@ -47,42 +49,17 @@ def row_jobs(rows: list[dict], crossed: list[list[str]], only: Optional[str] = N
     return jobs
 
 
-class TableSweeper(BasicSweeper):
+class TableSweeper(GridSweeper):
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[dict] = None, only: Optional[str] = None):
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.only = only
 
-    def sweep(self, arguments: list[str]) -> Any:
+    def job_list(self, arguments: list[str]) -> list[list[str]]:
         rows = OmegaConf.select(self.config, "table.rows")
         if not rows:
             raise HydraException("hydra/sweeper=table needs table.rows (set by an experiment file)")
         rows = OmegaConf.to_container(rows, resolve=False)
-        # let the basic sweeper expand params and command-line sweeps into combinations, then add the rows
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        crossed = self.split_arguments(parser.parse_overrides(self._parse_config() + list(arguments)), None)[0]
-        jobs = row_jobs(rows, crossed, self.only)
+        jobs = row_jobs(rows, super().job_list(arguments), self.only)
         if not jobs:
             raise HydraException(f"no table row matches hydra.sweeper.only={self.only!r}")
-        size = self.max_batch_size or len(jobs)
-        self.overrides = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-        self.batch_index = 0
-        return self._launch_all()
-
-    def _launch_all(self):
-        from pathlib import Path
-
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        returns, first = [], 0
-        while not self.is_done():
-            batch = self.get_job_batch()
-            self.validate_batch_is_legal(batch)
-            results = self.launcher.launch(batch, initial_job_idx=first)
-            for r in results:
-                _ = r.return_value  # re-raises a failed job's error, as the basic sweeper does
-            first += len(batch)
-            returns.append(results)
-        return returns
+        return jobs

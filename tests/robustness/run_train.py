@@ -44,14 +44,14 @@ def inject(kind: str, update: int) -> None:
 
         torch.save = save_half_then_die
         return
-    step = Trainer._step
+    step = Trainer._after_update
 
     def step_then_fault(self):
         step(self)
-        if self.progress.global_step == update:
+        if self.state.global_step == update:
             os.kill(os.getpid(), SIGNALS[kind])
 
-    Trainer._step = step_then_fault
+    Trainer._after_update = step_then_fault
 
 
 if __name__ == "__main__":

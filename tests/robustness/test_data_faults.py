@@ -56,14 +56,14 @@ def test_damaged_dataset_file_is_named_and_nothing_is_lost(tmp_path, monkeypatch
     reference = run(tmp_path, root, "reference")
     train(reference)
 
-    step = Trainer._step
+    step = Trainer._after_update
 
     def step_then_die(self):
         step(self)
-        if self.progress.global_step == 5:
+        if self.state.global_step == 5:
             raise Killed
 
-    monkeypatch.setattr(Trainer, "_step", step_then_die)
+    monkeypatch.setattr(Trainer, "_after_update", step_then_die)
     with pytest.raises(Killed):
         train(run(tmp_path, root, "faulted"))
     monkeypatch.undo()
