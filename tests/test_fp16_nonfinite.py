@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from effconv.engine.loop import FP16_NONFINITE_LIMIT, Trainer
+from effconv.engine.finite import FP16_NONFINITE_LIMIT, LossWatch
 from effconv.engine.runtime import Runtime
 from effconv.errors import NonFiniteLossError
 
@@ -26,16 +26,15 @@ class _Files:
         self.events.append(kind)
 
 
-def checker(scaled: bool) -> Trainer:
-    """The parts of a Trainer that the check reads: model, scaler, runtime, epoch length, run files."""
-    trainer = Trainer.__new__(Trainer)
-    trainer.model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
-    trainer.scaler = object() if scaled else None
-    trainer.rt = Runtime(torch.device("cpu"))
-    trainer.batches_per_epoch = 100
-    trainer.files = _Files()
-    trainer._nonfinite_run = 0
-    return trainer
+def checker(scaled: bool) -> LossWatch:
+    """The loop's loss watch over a small model with BN statistics, with or without loss scaling."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    return LossWatch(model, Runtime(torch.device("cpu")), _Files(), loss_scaling=scaled)
+
+
+def check(watch: LossWatch, pending: list) -> None:
+    watch.pending = list(pending)
+    watch.check(epoch=0, batches_per_epoch=100)
 
 
 def losses(*values: float) -> list:
@@ -43,27 +42,26 @@ def losses(*values: float) -> list:
 
 
 def test_fp16_goes_on_after_a_transient_overflow():
-    trainer = checker(scaled=True)
-    pending = losses(2.3, math.inf, 2.2, math.nan, 2.1)
-    trainer._check_finite(pending, epoch=0)
-    assert pending == [] and trainer.files.events == []
+    watch = checker(scaled=True)
+    check(watch, losses(2.3, math.inf, 2.2, math.nan, 2.1))
+    assert watch.pending == [] and watch.files.events == []
 
 
 def test_fp16_stops_when_the_overflow_reached_the_model():
-    trainer = checker(scaled=True)
-    trainer.model[1].running_var[2] = math.nan  # BN statistics updated by the overflowing forward
+    watch = checker(scaled=True)
+    watch.model[1].running_var[2] = math.nan  # BN statistics updated by the overflowing forward
     with pytest.raises(NonFiniteLossError, match="loss became inf at step 1 "):
-        trainer._check_finite(losses(2.3, math.inf, 2.2), epoch=0)
+        check(watch, losses(2.3, math.inf, 2.2))
 
 
 def test_fp16_stops_when_losses_stay_non_finite_across_checks():
-    trainer = checker(scaled=True)
-    trainer._check_finite(losses(*[2.0] * 5, *[math.nan] * (FP16_NONFINITE_LIMIT - 2)), epoch=0)
+    watch = checker(scaled=True)
+    check(watch, losses(*[2.0] * 5, *[math.nan] * (FP16_NONFINITE_LIMIT - 2)))
     late = [(b + 50, loss) for b, loss in losses(math.nan, math.nan, 1.0)]  # the run continues in the next window
     with pytest.raises(NonFiniteLossError, match="at step 51 "):
-        trainer._check_finite(late, epoch=0)
+        check(watch, late)
 
 
 def test_without_loss_scaling_the_first_non_finite_loss_stops():
     with pytest.raises(NonFiniteLossError, match="loss became nan at step 3 "):
-        checker(scaled=False)._check_finite(losses(2.3, 2.2, 2.1, math.nan), epoch=0)
+        check(checker(scaled=False), losses(2.3, 2.2, 2.1, math.nan))

@@ -26,7 +26,6 @@ import time
 from dataclasses import asdict
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 from timm.utils import ModelEmaV3, NativeScaler, dispatch_clip_grad
 
@@ -36,6 +35,7 @@ from effconv.engine import resume
 from effconv.engine.build import build_model
 from effconv.engine.datafiles import build_loaders
 from effconv.engine.evaluation import evaluate
+from effconv.engine.finite import LossWatch
 from effconv.engine.optim import build_optimizer, build_scheduler, current_lr, scale_lr
 from effconv.engine.outputs import RunFiles, Sinks, console_line, epoch_record, progress_bar, run_dir_of
 from effconv.engine.results import build_results, print_result_table
@@ -44,12 +44,8 @@ from effconv.engine.signals import Interrupted, StopSignal, stop_and_hand_over
 from effconv.engine.state import TrainState
 from effconv.engine.status import finished_results
 from effconv.engine.sync_bn import to_sync_batchnorm
-from effconv.errors import NonFiniteLossError
 
 __all__ = ["Interrupted", "Trainer", "train"]
-
-NAN_CHECK_EVERY = 50  # micro-batches between finiteness checks (each check synchronises a GPU)
-FP16_NONFINITE_LIMIT = 10  # non-finite losses in a row that stop an fp16 run even with finite weights
 
 
 class Trainer:
@@ -81,7 +77,7 @@ class Trainer:
         self.agreement = Agreement(rt)
         self.stop = StopSignal()
         self.last_save = time.monotonic()
-        self._nonfinite_run = 0  # non-finite losses in a row, under fp16 loss scaling
+        self.losses = LossWatch(self.model, rt, self.files, loss_scaling=self.scaler is not None)
         self.sinks = Sinks(cfg.logger, self.files.dir, to_plain(cfg), rt.is_primary)  # last: may open a wandb run
 
     def log(self, message: str) -> None:
@@ -187,7 +183,6 @@ class Trainer:
         self.model.train()
         accum, n = recipe.accum_steps, self.batches_per_epoch
         loss_sum = torch.tensor(s.loss_sum, dtype=torch.float64, device=rt.device)
-        pending: list[tuple[int, torch.Tensor]] = []
         bar = progress_bar(f"epoch {epoch + 1}/{recipe.epochs}", n, s.batch) if self._shows_progress else None
         start, images = time.perf_counter(), 0
         for b, (x, y) in enumerate(self.loaders.train.batches(epoch, start=s.batch), start=s.batch):
@@ -205,9 +200,9 @@ class Trainer:
                 else:  # a skipped fp16 update's non-finite loss would make the epoch's mean inf: count it as 0
                     loss_sum += torch.nan_to_num(detached.double(), nan=0.0, posinf=0.0, neginf=0.0) * len(y)
                 images += len(y)
-                pending.append((b, detached))
-                if update and (len(pending) >= NAN_CHECK_EVERY or b + 1 == n):
-                    self._check_finite(pending, epoch)  # before the optimizer step of this update
+                self.losses.add(b, detached)
+                if update and (self.losses.due or b + 1 == n):
+                    self.losses.check(epoch, n)  # before the optimizer step of this update
                 self._backward(loss / window, update)
             if update:
                 self._after_update()
@@ -221,10 +216,10 @@ class Trainer:
                     if s.global_step % 10 == 0 or b + 1 == n:
                         lr = current_lr(self.optimizer)
                         bar.set_postfix(loss=f"{detached.item():.3f}", lr=f"{lr:.4g}", img_s=f"{s.images_per_s:.0f}")
-                self._maybe_checkpoint(pending, epoch)
+                self._maybe_checkpoint(epoch)
         if bar is not None:
             bar.close()
-        self._check_finite(pending, epoch)
+        self.losses.check(epoch, n)
         s.loss_sum = float(s.loss_sum)
         totals = torch.tensor([s.loss_sum, s.seen], dtype=torch.float64, device=rt.device)
         loss_sum, seen = all_reduce_sum(totals, rt).tolist()  # the whole global batch's loss
@@ -256,53 +251,13 @@ class Trainer:
         if self.recipe.sched_on_updates:
             self.scheduler.step_update(self.state.global_step)
 
-    def _check_finite(self, pending: list, epoch: int) -> None:
-        """Stop at the first non-finite loss of ``pending`` (every rank, when any rank saw one); under fp16 loss
-        scaling only when it is more than the transient overflow GradScaler handles (``_first_stop``)."""
-        if not pending:
-            return
-        losses = torch.stack([loss for _, loss in pending])
-        finite = torch.isfinite(losses).tolist()  # the check's one host read
-        first_bad = torch.tensor([self._first_stop([b for b, _ in pending], finite)])
-        if self.rt.distributed:  # on the host-side group: no device tensor, no extra GPU synchronisation
-            dist.all_reduce(first_bad, op=dist.ReduceOp.MIN, group=self.rt.control_group)
-        b = int(first_bad)
-        if b < self.batches_per_epoch:
-            mine = [i for i, (batch, _) in enumerate(pending) if batch == b and not finite[i]]
-            value = losses[mine[0]].item() if mine else "non-finite on another rank"
-            step = epoch * self.batches_per_epoch + b
-            self.files.event("nonfinite_loss", epoch=epoch, batch=b, step=step)
-            raise NonFiniteLossError(
-                f"loss became {value} at step {step} (epoch {epoch + 1}, batch {b}); "
-                f"the last good checkpoint is kept in {self.files.checkpoints}: lower recipe.lr or check the data"
-            )
-        pending.clear()
-
-    def _first_stop(self, batches: list[int], finite: list[bool]) -> int:
-        """The batch at which the run stops (``batches_per_epoch``: none). Without loss scaling, the first
-        non-finite loss. With fp16's GradScaler a non-finite loss is routine: the scaler skips that update and
-        lowers its scale, so the run goes on unless the weights or BN statistics took the overflow in (checked
-        only then) or ``FP16_NONFINITE_LIMIT`` losses in a row are non-finite."""
-        bad = [b for b, ok in zip(batches, finite) if not ok]
-        if self.scaler is None:
-            return bad[0] if bad else self.batches_per_epoch
-        for b, ok in zip(batches, finite):
-            self._nonfinite_run = 0 if ok else self._nonfinite_run + 1
-            if self._nonfinite_run >= FP16_NONFINITE_LIMIT:
-                return b
-        if not bad:
-            return self.batches_per_epoch
-        state = [t for t in self.model.state_dict().values() if t.is_floating_point()]
-        intact = bool(torch.stack([torch.isfinite(t).all() for t in state]).all())
-        return self.batches_per_epoch if intact else bad[0]
-
-    def _maybe_checkpoint(self, pending: list, epoch: int) -> None:
+    def _maybe_checkpoint(self, epoch: int) -> None:
         interval = self.cfg.checkpoint_interval_s
         due = interval > 0 and time.monotonic() - self.last_save >= interval
         stop, due = self.agreement.poll(self.stop.received or 0, due)
         if not (due or stop) or self.state.batch >= self.batches_per_epoch:
             return  # the end of the epoch writes its own checkpoint
-        self._check_finite(pending, epoch)
+        self.losses.check(epoch, self.batches_per_epoch)
         self.save()
         if stop:
             self.stop.received = stop  # ranks the signal did not reach act on it too
