@@ -38,45 +38,63 @@ def evaluate(model: nn.Module, loader, runtime: Runtime, limit_batches: int | No
     return {"loss": loss / count, "top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count}
 
 
-def evaluate_saved(eval_cfg) -> dict:
-    """evaluate.py: top-1/top-5 (raw and EMA), params, MAdds and images/s of a run's or a file's checkpoint."""
-    import json
+def load_saved(run: str | None, checkpoint: str | None, which: str = "best", data_root: str | None = None):
+    """(checkpoint path, checkpoint state, the run's config) of ``run=`` or ``checkpoint=``; one-line errors."""
     from pathlib import Path
 
     from omegaconf import OmegaConf
 
-    from effconv import models
     from effconv.engine import checkpoint as ckpt
-    from effconv.engine.datafiles import build_loaders
-    from effconv.engine.outputs import write_json_atomic
-    from effconv.engine.runtime import setup
     from effconv.errors import UserError
-    from effconv.profile import count_cost, measure_throughput
 
-    if bool(eval_cfg.run) == bool(eval_cfg.checkpoint):
+    if bool(run) == bool(checkpoint):
         raise UserError("give exactly one of run=<run dir> or checkpoint=<file>")
-    if eval_cfg.run:
-        run_dir = Path(eval_cfg.run)
-        if eval_cfg.which not in ("best", "last"):
-            raise UserError(f"which must be best or last (got {eval_cfg.which})")
-        path = run_dir / "checkpoints" / f"{eval_cfg.which}.pt"
+    if run:
+        run_dir = Path(run)
+        if which not in ("best", "last"):
+            raise UserError(f"which must be best or last (got {which})")
+        path = run_dir / "checkpoints" / f"{which}.pt"
         if not run_dir.is_dir():
             raise UserError(f"run={run_dir} is not a directory; pass a run directory under outputs/")
         if not path.is_file():
             raise UserError(f"{path} does not exist; the run has not finished an epoch yet")
     else:
-        path = Path(eval_cfg.checkpoint)
+        path = Path(checkpoint)
     state = ckpt.load(path)
     run_cfg = OmegaConf.create(state.get("config") or {})
     if "model" not in run_cfg or "data" not in run_cfg:
-        raise UserError(f"checkpoint {path} holds no config; evaluate checkpoints written by train.py")
-    if eval_cfg.data_root is not None:
-        run_cfg.data.root = eval_cfg.data_root
+        raise UserError(f"checkpoint {path} holds no config; use checkpoints written by train.py")
+    if data_root is not None:
+        run_cfg.data.root = data_root
+    return path, state, run_cfg
+
+
+def model_from_config(run_cfg) -> nn.Module:
+    """The run's network (random weights) from its config: model knobs and the dataset's class count."""
+    from omegaconf import OmegaConf
+
+    from effconv import models
+
+    model_cfg = {k: v for k, v in OmegaConf.to_container(run_cfg.model).items() if k != "init_from"}
+    return models.create(model_cfg, run_cfg.data.num_classes)
+
+
+def evaluate_saved(eval_cfg) -> dict:
+    """evaluate.py: top-1/top-5 (raw and EMA), params, MAdds and images/s of a run's or a file's checkpoint."""
+    import json
+    from pathlib import Path
+
+    from effconv.engine.datafiles import build_loaders
+    from effconv.engine.outputs import write_json_atomic
+    from effconv.engine.runtime import setup
+    from effconv.profile import count_cost, measure_throughput
+
+    path, state, run_cfg = load_saved(eval_cfg.run, eval_cfg.checkpoint, eval_cfg.which, eval_cfg.data_root)
+    run_dir = Path(eval_cfg.run) if eval_cfg.run else None
     rt = setup(
         eval_cfg.device, run_cfg.get("amp", "none"), run_cfg.get("seed", 0), False, run_cfg.get("channels_last", True)
     )
-    model_cfg = {k: v for k, v in OmegaConf.to_container(run_cfg.model).items() if k != "init_from"}
-    model = models.create(model_cfg, run_cfg.data.num_classes)
+    model = model_from_config(run_cfg)
     input_size = (3, run_cfg.data.img_size, run_cfg.data.img_size)
     cost = count_cost(model, input_size)
     model.load_state_dict(state["state_dict"])
@@ -129,7 +147,7 @@ def evaluate_saved(eval_cfg) -> dict:
         for b in eval_cfg.throughput_batches
     }
     result["device"] = str(rt.device)
-    out = Path(eval_cfg.output) if eval_cfg.output else (run_dir if eval_cfg.run else path.parent) / "eval.json"
+    out = Path(eval_cfg.output) if eval_cfg.output else (run_dir or path.parent) / "eval.json"
     write_json_atomic(out, result)
     print(json.dumps({k: result[k] for k in ("top1", "top5", "params_m", "madds_m", "images_per_s")}), flush=True)
     print(f"wrote {out}", flush=True)
