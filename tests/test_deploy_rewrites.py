@@ -22,6 +22,7 @@ from effconv.deploy.dataflow import trace_dataflow
 from effconv.deploy.dice import DiceUnitInference, rewrite_dice
 from effconv.deploy.mixconv import choose_mixconv_forms, padded_conv
 from effconv.deploy.permutations import channel_order, fold_permutations
+from effconv.deploy.separable import ComposedSeparableConv, compose_separable
 from effconv.deploy.shift_max import ShiftMaxInference, rewrite_shift_max
 from effconv.models.micronet import ChannelShuffles
 from effconv.ops.dice import DiceUnit
@@ -161,6 +162,20 @@ def test_micronet_shuffles_fold_into_shift_max():
         folded = fold_permutations(rewritten, trace_dataflow(rewritten, sample))
     assert folded >= 10  # every shuffle that directly follows a Shift-Max
     check_equivalent(model, rewritten, 64)
+
+
+def test_separable_pairs_compose_exactly_at_any_width():
+    """MicroNet's stem and Micro-Factorized depthwise pairs as one k x k conv plus the border row of A's bias."""
+    model = build("micronet_m0", 64)
+    rewritten = copy.deepcopy(model)
+    sample = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        fold_batchnorm(rewritten, trace_dataflow(rewritten, sample))
+        composed = compose_separable(rewritten, trace_dataflow(rewritten, sample), depthwise=True)
+    assert composed == 7  # the stem and the six blocks' depthwise pairs
+    assert isinstance(rewritten.stem[2], ComposedSeparableConv) and rewritten.stem[2].weight.shape[-2:] == (3, 3)
+    for size in (64, 37, 50):  # odd widths put the second conv's kernel over the right border too
+        check_equivalent(model, rewritten, size)
 
 
 def test_dice_unit_inference_form_strided_and_resampled():

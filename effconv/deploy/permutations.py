@@ -5,7 +5,8 @@ reader of a layer's output is the shuffle, the layer can produce the permuted ch
 
 * after a Shift-Max in its inference form (``ShiftMaxInference``): the permutation goes into its gather
   indices and coefficient rows (``permute_output``), so the shuffle costs nothing;
-* after a dense conv or linear layer (groups = 1): its output rows are permuted.
+* after a dense conv or linear layer (groups = 1), or MicroNet's composed stem conv: its output rows are
+  permuted.
 
 A permutation whose input is read by anything else (a residual branch, the two halves of a ShuffleNet split)
 stays where it is: folding it would hand the other reader permuted channels.
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from effconv.deploy.dataflow import Dataflow, replace_module
+from effconv.deploy.separable import ComposedSeparableConv
 from effconv.deploy.shift_max import ShiftMaxInference
 from effconv.models.micronet import ChannelShuffles
 
@@ -72,7 +74,9 @@ def fold_permutations(model: nn.Module, flow: Dataflow) -> int:
         order = channel_order(shuffle, source.shape[1])
         if order is None:
             continue
-        if isinstance(producer, ShiftMaxInference):
+        if isinstance(producer, ShiftMaxInference) or (
+            isinstance(producer, ComposedSeparableConv) and producer.groups == 1
+        ):
             producer.permute_output(order)
         else:
             permuted = _permute_rows(producer, order)
