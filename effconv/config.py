@@ -150,6 +150,7 @@ class ExportConfig:
     verify_images: int = 256  # evaluation images compared with the eager model (random inputs without data)
     latency_batches: list[int] = field(default_factory=lambda: [1, 32])
     threads: Optional[int] = None  # CPU threads for verification and latency (null: torch's default)
+    data: Any = None  # stands in for the dataset in model configs that refer to it (conf/export.yaml)
 
 
 MAX_SUFFIX = 120  # file names are limited to 255 bytes; model-data-recipe and a hash fit in the rest
@@ -170,12 +171,17 @@ def _experiment_prefix(experiment: Optional[str]) -> str:
     return f"{experiment}/" if experiment else ""
 
 
+def _or_224(size: Optional[int]) -> int:
+    return 224 if size is None else size
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalConfig)
     cs.store(name="export_schema", node=ExportConfig)
-    for name, fn in (("run_suffix", _run_suffix), ("experiment_prefix", _experiment_prefix)):
+    resolvers = (("run_suffix", _run_suffix), ("experiment_prefix", _experiment_prefix), ("or_224", _or_224))
+    for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

@@ -120,7 +120,7 @@ def _load(cfg) -> tuple[nn.Module, object, str, Path]:
         raise UserError("weights=ema needs run=<run dir> or checkpoint=<file>; model=<name> alone has random weights")
     from effconv import models
 
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    model_cfg = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "init_from"}
     model = models.create(model_cfg, cfg.num_classes)
     print(f"model={model_cfg['name']} alone: random weights, verified on random inputs", flush=True)
     return model.eval().float(), None, "random weights", Path("export")

@@ -124,10 +124,10 @@ def test_bn_is_not_folded_into_a_conv_whose_output_is_read_twice():
 
 
 SHIFT_MAX_VARIANTS = {
-    "K2J2": dict(J=2, K=2),
-    "K1": dict(J=2, K=1),
-    "J3K3": dict(J=3, K=3),
-    "paper-shift": dict(J=2, K=2, shift="paper"),
+    "K2J2": {"J": 2, "K": 2},
+    "K1": {"J": 2, "K": 1},
+    "J3K3": {"J": 3, "K": 3},
+    "paper-shift": {"J": 2, "K": 2, "shift": "paper"},
 }
 
 
