@@ -92,8 +92,9 @@ def run(ctx: Context) -> list[Row]:
         samples = time_round_robin(candidates, images, rounds)
         profiles = profile_targets(candidates, samples, cache) if not ctx.quick else {}
         shift_max = shift_max_rows(ctx, cache, runtimes)
+        mixconv = [] if ctx.quick else mixconv_rows(cache)
     stats = {key: summarise(values) for key, values in samples.items()}
-    rows = latency_rows(stats, models, runtimes) + target_rows(stats, runtimes, profiles) + shift_max
+    rows = latency_rows(stats, models, runtimes) + target_rows(stats, runtimes, profiles) + shift_max + mixconv
     figure = plot_fig5(stats, runtimes, ctx.out)
     write_doc(ctx, stats, build_s, rows, models, runtimes, images, figure, time.perf_counter() - begin)
     return rows
@@ -390,6 +391,45 @@ def time_round_robin_op(candidates: dict, x: torch.Tensor, calls: int, rounds: i
                 fn(x)
             samples[key].append((time.perf_counter() - start) / (calls // rounds))
     return samples
+
+
+def mixconv_rows(cache: Path) -> list[Row]:
+    """MixNet-S in ONNX Runtime with MixConv split (timm's form) and padded (one conv): the exported form's basis
+    (effconv/deploy/mixconv.py RUNTIME_FORMS)."""
+    from effconv.deploy import mixconv
+
+    torch.manual_seed(0)
+    model = timm.create_model("mixnet_s").eval()
+    x = torch.randn(1, 3, SIZE, SIZE)
+    candidates = {}
+    for form in ("padded", "split"):
+        path = cache / f"mixnet_s-{form}-{_source_key()}.onnx"
+        if not path.is_file():
+            saved = mixconv.RUNTIME_FORMS["onnx"]
+            mixconv.RUNTIME_FORMS["onnx"] = form
+            try:
+                deployed = inference_path(model, (3, SIZE, SIZE), "onnx")
+            finally:
+                mixconv.RUNTIME_FORMS["onnx"] = saved
+            with contextlib.redirect_stdout(io.StringIO()):
+                write_artefact(export_program(deployed, x, False, False), "onnx", path)
+        candidates[form] = _no_grad(load_runner(path, "onnx", threads=1))
+    samples = time_round_robin(candidates, 300, 6)
+    padded, split = (statistics.fmean(samples[f]) * 1e3 for f in ("padded", "split"))
+    chosen = mixconv.RUNTIME_FORMS["onnx"]
+    return [
+        Row(
+            GROUP,
+            "MixConv form in ONNX Runtime: MixNet-S with the padded form",
+            padded,
+            "ms",
+            reference=f"split form ({split:.2f} ms)",
+            ratio=padded / split,
+            ratio_meaning="of the split form's latency",
+            note=f"the exported form is '{chosen}'"
+            + ("" if (padded <= split) == (chosen == "padded") else "; this run measured the other form faster"),
+        )
+    ]
 
 
 def plot_fig5(stats: dict, runtimes, out: Path) -> str | None:

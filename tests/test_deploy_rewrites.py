@@ -20,7 +20,7 @@ from effconv.deploy import inference_path
 from effconv.deploy.batchnorm import fold_batchnorm
 from effconv.deploy.dataflow import trace_dataflow
 from effconv.deploy.dice import DiceUnitInference, rewrite_dice
-from effconv.deploy.mixconv import choose_mixconv_forms, padded_conv
+from effconv.deploy.mixconv import RUNTIME_FORMS, choose_mixconv_forms, padded_conv
 from effconv.deploy.permutations import channel_order, fold_permutations
 from effconv.deploy.separable import ComposedSeparableConv, compose_separable
 from effconv.deploy.shift_max import ShiftMaxInference, rewrite_shift_max
@@ -202,9 +202,11 @@ def test_mixconv_forms_per_runtime():
     x = torch.randn(2, 12, 9, 9, dtype=torch.float64)
     with torch.no_grad():
         expected = host(x)
-        for runtime, form in (("onnx", "padded"), ("inductor", "split")):
+        for form in ("padded", "split"):
             rewritten = copy.deepcopy(host)
-            assert choose_mixconv_forms(rewritten, runtime) == 1
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setitem(RUNTIME_FORMS, "onnx", form)
+                assert choose_mixconv_forms(rewritten, "onnx") == 1
             assert next(m for m in rewritten.modules() if isinstance(m, MixConv)).impl == form
             assert relative_difference(rewritten(x), expected) <= TOLERANCE
         timm_mixed = MixedConv2d(12, 12, [3, 5, 7], stride=2, padding="", depthwise=True).double().eval()

@@ -1,11 +1,11 @@
 """The MixConv formulation per runtime: split (one depth-wise conv per kernel group, concatenated) or padded
 (one depth-wise conv with every group's kernel zero-padded to the largest).
 
-In eager PyTorch the choice stays with ``effconv.ops.mixconv`` (measured per device type, else probed per
-layer shape). Exported graphs cannot probe, so the form is fixed per runtime from
-``benchmarks/bench_latency.py``'s MixConv rows (batch 1, one thread): ``RUNTIME_FORMS``. timm's own
-``MixedConv2d`` (``mixnet_*``) is the split form; where the padded form is chosen it becomes one
-``nn.Conv2d``.
+In eager PyTorch and under inductor the choice stays with the operator (``effconv.ops.mixconv``: measured per
+device type, else probed per layer shape; timm's ``MixedConv2d`` is the split form). An exported ONNX graph
+cannot probe, so its form is fixed here from ``benchmarks/bench_latency.py``'s MixConv row: MixNet-S at batch 1,
+one thread, in ONNX Runtime, padded 16.7 ms vs split 17.3 ms (one run on the 2-core EPYC; the row re-measures
+it). Where the padded form is chosen, timm's ``MixedConv2d`` becomes one ``nn.Conv2d``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from torch import nn
 from effconv.deploy.dataflow import replace_module
 from effconv.ops.mixconv import MixConv
 
-# runtime -> MixConv form; None keeps the operator's own choice (eager: MEASURED_IMPL / probe)
-RUNTIME_FORMS: dict[str, str | None] = {"eager": None, "onnx": "padded", "inductor": "split"}
+# runtime -> MixConv form; None keeps the operator's own choice (MEASURED_IMPL / probe; split under compile)
+RUNTIME_FORMS: dict[str, str | None] = {"eager": None, "onnx": "padded", "inductor": None}
 
 
 def padded_conv(layer: MixedConv2d) -> nn.Conv2d | None:
