@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,7 +31,6 @@ def export_saved(cfg) -> dict:
         RUNTIME_OF_FORMAT,
         check_dynamic_size,
         check_format,
-        export_program,
         load_runner,
         write_artefact,
     )
@@ -41,31 +41,31 @@ def export_saved(cfg) -> dict:
     batch = _fixed_batch(cfg.batch)
     if cfg.weights not in ("raw", "ema"):
         raise UserError(f"weights must be raw or ema (got {cfg.weights})")
-    model, run_cfg, source, out_dir = _load(cfg)
-    size = cfg.img_size or (_run_size(run_cfg) if run_cfg is not None else 224)
-    name = _model_name(cfg, run_cfg)
+    source = _load(cfg)
+    size = cfg.img_size or source.size() or 224
     if cfg.dynamic_hw:
-        check_dynamic_size(model, name)
+        check_dynamic_size(source.model, source.name)
     threads = cfg.threads or torch.get_num_threads()
-    deployed = inference_path(model, (3, size, size), RUNTIME_OF_FORMAT[cfg.format]) if cfg.inference_path else model
+    runtime = RUNTIME_OF_FORMAT[cfg.format]
+    deployed = inference_path(source.model, (3, size, size), runtime) if cfg.inference_path else source.model
     example = torch.randn(batch or 2, 3, size, size)  # a dynamic dimension needs an example of size >= 2
-    path = Path(cfg.out) if cfg.out else out_dir / _artefact_name(name, cfg, batch, size, run_cfg)
+    path = Path(cfg.out) if cfg.out else source.out_dir / _artefact_name(source, cfg, batch, size)
     suffix = ".onnx" if cfg.format == "onnx" else ".pt2"
     if path.suffix != suffix:
         raise UserError(f"out={path}: a {cfg.format} artefact's file name must end in {suffix}")
     start = time.perf_counter()
-    program = export_program(deployed, example, batch is None, cfg.dynamic_hw)
+    program = _export(deployed, example, batch, cfg.dynamic_hw, source.name)
     info = write_artefact(program, cfg.format, path, cfg.optimize)
     export_s = time.perf_counter() - start
     runner = load_runner(path, cfg.format, threads)
-    images, described = _verification_images(cfg, run_cfg, size, batch)
+    images, described = _verification_images(cfg, source, size, batch)
     with torch.no_grad(), _threads(threads):
-        differences = compare(model, runner, images)
+        differences = compare(source.model, runner, images)
         latency = {str(b): _latency_ms(runner, b, size) for b in cfg.latency_batches if batch in (None, b)}
     record = {
-        "model": name,
-        "source": source,
-        "weights": cfg.weights if run_cfg is not None else "random",
+        "model": source.name,
+        "source": source.described,
+        "weights": cfg.weights if source.trained else "random",
         "format": cfg.format,
         "path": str(path),
         **info,
@@ -87,6 +87,18 @@ def export_saved(cfg) -> dict:
     return record
 
 
+def _export(model: nn.Module, example: torch.Tensor, batch: int | None, dynamic_hw: bool, name: str):
+    from effconv.deploy.artefacts import export_program
+
+    if not dynamic_hw:
+        return export_program(model, example, batch is None, False)
+    try:
+        return export_program(model, example, batch is None, True)
+    except Exception as e:  # torch.export's reason is many lines: its first says which dimension and why
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{name} cannot keep height/width dynamic ({reason}); export with dynamic_hw=false") from None
+
+
 def _fixed_batch(batch) -> int | None:
     if str(batch) == "dynamic":
         return None
@@ -99,49 +111,72 @@ def _fixed_batch(batch) -> int | None:
     return value
 
 
-def _load(cfg) -> tuple[nn.Module, object, str, Path]:
-    """(eval-mode float32 model, run config or None, what it came from, default output directory)."""
+@dataclass
+class Source:
+    """What is exported: the eval-mode float32 model, its name, the run's data config (None: no dataset)."""
+
+    model: nn.Module
+    name: str
+    data: object | None
+    seed: int
+    described: str
+    out_dir: Path
+    trained: bool = True
+
+    def size(self) -> int | None:
+        return (self.data.get("eval_size") or self.data.img_size) if self.data is not None else None
+
+
+def _load(cfg) -> Source:
+    from effconv import models
+    from effconv.engine import checkpoint as ckpt
     from effconv.engine.evaluation import load_saved, model_from_config
 
-    if cfg.run or cfg.checkpoint:
+    if not (cfg.run or cfg.checkpoint):
+        if cfg.model is None:
+            raise UserError("give run=<run dir>, checkpoint=<file> or model=<name> (random weights)")
+        if cfg.weights == "ema":
+            raise UserError(
+                "weights=ema needs run=<run dir> or checkpoint=<file>; model=<name> alone has random weights"
+            )
+        model = models.create(_model_config(cfg.model), cfg.num_classes)
+        print(f"model={cfg.model.name} alone: random weights, verified on random inputs", flush=True)
+        return Source(model.eval().float(), str(cfg.model.name), None, 0, "random weights", Path("export"), False)
+    if cfg.checkpoint and not cfg.run and cfg.model is not None:
+        # checkpoint=<file> model=<name>: the network given here, the checkpoint's dataset if it names one
+        path = Path(cfg.checkpoint)
+        state = ckpt.load(path)
+        run_cfg = OmegaConf.create(state.get("config") or {})
+        data = run_cfg.get("data")
+        if data is not None and cfg.data_root is not None:
+            data.root = cfg.data_root
+        model = models.create(_model_config(cfg.model), data.num_classes if data is not None else cfg.num_classes)
+        name = str(cfg.model.name)
+    else:
         path, state, run_cfg = load_saved(cfg.run, cfg.checkpoint, cfg.which, cfg.data_root)
-        if cfg.model is not None:  # checkpoint=<file> model=<name>: the model config given here wins
-            run_cfg.model = cfg.model
-        key = "state_dict_ema" if cfg.weights == "ema" else "state_dict"
-        if not state.get(key):
-            raise UserError(f"{path} holds no EMA weights (the run trained without recipe.ema=true); use weights=raw")
-        model = model_from_config(run_cfg)
+        data, model, name = run_cfg.data, model_from_config(run_cfg), str(run_cfg.model.name)
+    key = "state_dict_ema" if cfg.weights == "ema" else "state_dict"
+    if not state.get(key):
+        raise UserError(f"{path} holds no EMA weights (the run trained without recipe.ema=true); use weights=raw")
+    try:
         model.load_state_dict(state[key])
-        out_dir = (Path(cfg.run) if cfg.run else path.parent) / "export"
-        return model.eval().float(), run_cfg, str(path), out_dir
-    if cfg.model is None:
-        raise UserError("give run=<run dir>, checkpoint=<file> or model=<name> (random weights)")
-    if cfg.weights == "ema":
-        raise UserError("weights=ema needs run=<run dir> or checkpoint=<file>; model=<name> alone has random weights")
-    from effconv import models
-
-    model_cfg = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "init_from"}
-    model = models.create(model_cfg, cfg.num_classes)
-    print(f"model={model_cfg['name']} alone: random weights, verified on random inputs", flush=True)
-    return model.eval().float(), None, "random weights", Path("export")
+    except RuntimeError as e:
+        raise UserError(f"{path}: its weights do not fit {name} ({str(e).splitlines()[0]})") from None
+    out_dir = (Path(cfg.run) if cfg.run else path.parent) / "export"
+    return Source(model.eval().float(), name, data, run_cfg.get("seed", 0), str(path), out_dir)
 
 
-def _run_size(run_cfg) -> int:
-    return run_cfg.data.get("eval_size") or run_cfg.data.img_size
+def _model_config(node) -> dict:
+    return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "init_from"}
 
 
-def _model_name(cfg, run_cfg) -> str:
-    model = run_cfg.model if run_cfg is not None else cfg.model
-    return str(model.name)
-
-
-def _artefact_name(name: str, cfg, batch: int | None, size: int, run_cfg) -> str:
+def _artefact_name(source: Source, cfg, batch: int | None, size: int) -> str:
     from effconv.deploy.artefacts import SUFFIXES
 
-    parts = [name]
+    parts = [source.name]
     if cfg.weights == "ema":
         parts.append("ema")
-    if run_cfg is None or size != _run_size(run_cfg):
+    if size != source.size():
         parts.append(str(size))
     if batch is not None:
         parts.append(f"b{batch}")
@@ -150,17 +185,17 @@ def _artefact_name(name: str, cfg, batch: int | None, size: int, run_cfg) -> str
     return "_".join(parts) + SUFFIXES[cfg.format]
 
 
-def _verification_images(cfg, run_cfg, size: int, batch: int | None) -> tuple[list[torch.Tensor], str]:
+def _verification_images(cfg, source: Source, size: int, batch: int | None) -> tuple[list[torch.Tensor], str]:
     """Batches of images to compare on (each of the fixed batch size, if any) and what they are."""
     step = batch or 64
     wanted = -(-cfg.verify_images // step) * step
-    if run_cfg is None or size != _run_size(run_cfg):
+    if source.data is None or size != source.size():
         generator = torch.Generator().manual_seed(0)
         images = torch.randn(wanted, 3, size, size, generator=generator)
         return list(images.split(step)), f"{wanted} random inputs"
     from effconv.engine.datafiles import build_loaders
 
-    loaders = build_loaders(run_cfg.data, step, step, torch.device("cpu"), run_cfg.get("seed", 0))
+    loaders = build_loaders(source.data, step, step, torch.device("cpu"), source.seed)
     collected = []
     for images, _ in loaders.eval.batches(epoch=0):
         collected.append(images.float().contiguous())
@@ -169,8 +204,8 @@ def _verification_images(cfg, run_cfg, size: int, batch: int | None) -> tuple[li
     images = torch.cat(collected)
     usable = len(images) // step * step
     if usable == 0:
-        raise UserError(f"{run_cfg.data.name} has {len(images)} evaluation images, fewer than batch={batch}")
-    return list(images[:usable].split(step)), f"{usable} evaluation images of {run_cfg.data.name}"
+        raise UserError(f"{source.data.name} has {len(images)} evaluation images, fewer than batch={batch}")
+    return list(images[:usable].split(step)), f"{usable} evaluation images of {source.data.name}"
 
 
 def compare(reference: nn.Module, runner, batches: list[torch.Tensor]) -> dict:

@@ -75,6 +75,18 @@ def test_a_run_exports_verified_on_its_evaluation_images(mlp_run, fmt):
     assert load_runner(path, fmt)(x).shape == (5, 10)
 
 
+def test_a_checkpoint_with_a_model_given_exports(mlp_run, tmp_path):
+    """checkpoint=<file> model=<name>: our checkpoint (verified on its dataset) and a bare state dict (random)."""
+    model = ["model=timm", "model.name=test_tiny_mlp", "format=onnx", "latency_batches=[1]", "verify_images=64"]
+    ours = export_saved(compose_any([f"checkpoint={mlp_run}/checkpoints/best.pt", *model], "export"))
+    assert ours["verified_on"] == "64 evaluation images of digits" and ours["max_rel_diff"] <= 1e-5
+    bare = tmp_path / "weights.pt"
+    torch.save({"state_dict": torch.load(mlp_run / "checkpoints" / "best.pt")["state_dict"]}, bare)
+    record = export_saved(compose_any([f"checkpoint={bare}", *model, "num_classes=10", "img_size=32"], "export"))
+    assert record["verified_on"] == "64 random inputs" and record["max_rel_diff"] <= 1e-5
+    assert record["path"] == str(tmp_path / "export" / "test_tiny_mlp_32.onnx")
+
+
 EXPORT = {
     "export-unknown-format": (["model=micronet_m0", "format=tflite"], r"unknown format 'tflite'; available: aoti"),
     "export-batch": (["model=micronet_m0", "batch=0"], r"batch must be dynamic or a positive integer \(got 0\)$"),
