@@ -87,11 +87,12 @@ def run(ctx: Context) -> list[Row]:
     images, rounds = (50, 2) if ctx.quick else (1000, 10)
     begin = time.perf_counter()
     with torch_threads(1), _artefact_dir() as cache:
-        candidates, build_s = {}, {}
+        candidates, build_s, differences = {}, {}, {}
         for name in models:
-            for runtime, (fn, seconds) in build_runtimes(name, runtimes, cache).items():
+            for runtime, (fn, seconds, difference) in build_runtimes(name, runtimes, cache).items():
                 candidates[(name, runtime)] = fn
                 build_s[(name, runtime)] = seconds
+                differences[(name, runtime)] = difference
         samples = time_round_robin(candidates, images, rounds)
         profiles = profile_targets(candidates, samples, cache) if not ctx.quick else {}
         shift_max = shift_max_rows(ctx, cache, runtimes)
@@ -99,6 +100,7 @@ def run(ctx: Context) -> list[Row]:
         device = device_name(ctx.device)  # inside the one-thread block: it names the thread count
     stats = {key: summarise(values) for key, values in samples.items()}
     rows = latency_rows(stats, models, runtimes) + target_rows(stats, runtimes, profiles) + shift_max + mixconv
+    rows.append(equivalence_row(differences))
     figure = plot_fig5(stats, runtimes, ctx.out)
     write_doc(ctx, device, stats, build_s, rows, models, runtimes, images, figure, time.perf_counter() - begin)
     return rows
@@ -124,15 +126,21 @@ def _source_key() -> str:
     return digest.hexdigest()[:12]
 
 
-def build_runtimes(name: str, runtimes, cache: Path) -> dict[str, tuple[Callable, float]]:
-    """runtime -> (a function of one image, seconds it took to build) for one network."""
+def build_runtimes(name: str, runtimes, cache: Path) -> dict[str, tuple[Callable, float, float]]:
+    """runtime -> (a function of one image, seconds it took to build, its relative difference from eager)."""
     torch.manual_seed(0)
     model = timm.create_model(name).eval()
     x = torch.randn(1, 3, SIZE, SIZE)
+    checks = [torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(100 + i)) for i in range(2)]
+    with torch.inference_mode():
+        expected = [model(c) for c in checks]
     built = {}
     for runtime in runtimes:
         start = time.perf_counter()
-        built[runtime] = (_build(model, runtime, name, cache, x), time.perf_counter() - start)
+        fn = _build(model, runtime, name, cache, x)
+        seconds = time.perf_counter() - start
+        difference = max(((fn(c) - e).abs().max() / e.abs().max()).item() for c, e in zip(checks, expected))
+        built[runtime] = (fn, seconds, difference)
     return built
 
 
@@ -250,6 +258,23 @@ def target_rows(stats: dict, runtimes, profiles: dict) -> list[Row]:
             )
         )
     return rows
+
+
+def equivalence_row(differences: dict) -> Row:
+    """Every artefact timed here against the model as trained, on two random images: the latency is of the
+    same function."""
+    worst = max((k for k in differences if k[1] != "eager"), key=differences.get)
+    value = differences[worst]
+    return Row(
+        GROUP,
+        "every runtime's artefact vs eager PyTorch: largest relative logit difference",
+        value,
+        "",
+        reference="the model as trained, eager",
+        target="<= 1e-5",
+        met=value <= 1e-5,
+        note=f"largest: {MODELS[worst[0]][0]} in {worst[1]}; max |artefact - eager| / max |eager|, two images",
+    )
 
 
 def profile_targets(candidates: dict, samples: dict, cache: Path) -> dict[str, str]:
@@ -532,10 +557,9 @@ def write_doc(ctx, device, stats, build_s, rows, models, runtimes, images, figur
         if r.target:
             met = "yes" if r.met else "**no**"
             note = r.note + (f"; **cause:** {r.cause}" if r.cause else "")
-            lines.append(
-                f"| {r.name} | {r.value:.3f} ms | {r.reference} | {r.ratio:.2f}x {r.ratio_meaning} | {r.target} | "
-                f"{met} | {note} |"
-            )
+            value = f"{r.value:.3f} ms" if r.unit == "ms" else f"{r.value:.1e}"
+            ratio = "" if r.ratio is None else f"{r.ratio:.2f}x {r.ratio_meaning}"
+            lines.append(f"| {r.name} | {value} | {r.reference} | {ratio} | {r.target} | {met} | {note} |")
     slow = sorted(build_s.items(), key=lambda kv: -kv[1])[:5]
     lines += [
         "",
