@@ -4,8 +4,9 @@ changes a layer's output.
 Folding a BatchNorm into the convolution before it changes what that convolution returns, so it is only
 correct when nothing but the BatchNorm reads the convolution's output; the same holds for a channel
 permutation folded into the layer that produces it. Module structure does not say this (a block's forward may
-read any tensor it likes), so ``trace_dataflow`` runs the model once and records, with forward hooks and a
-``TorchFunctionMode``, which module returned each tensor and inside which module every torch call read it.
+read any tensor it likes), so ``trace_dataflow`` runs the model once and records, with a wrapper around every
+module's forward and a ``TorchFunctionMode``, which module returned each tensor and inside which module every
+torch call read it.
 Reads of metadata (shape, dtype, device) do not count: a rewrite that keeps shapes cannot change them.
 """
 
