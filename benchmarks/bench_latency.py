@@ -288,7 +288,8 @@ def equivalence_row(differences: dict) -> Row:
         reference="the model as trained, eager",
         target="<= 1e-5",
         met=value <= 1e-5,
-        note=f"largest: {MODELS[worst[0]][0]} in {worst[1]}; max |artefact - eager| / max |eager|, two images",
+        note=f"largest: {MODELS[worst[0]][0]} in {worst[1]}; largest difference over the largest eager logit, "
+        "two images",
     )
 
 
