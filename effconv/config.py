@@ -136,6 +136,28 @@ class EvalConfig:
     data: Optional[DataConfig] = None
 
 
+@dataclass
+class ExportConfig:
+    run: Optional[str] = None  # a run directory
+    checkpoint: Optional[str] = None  # or a checkpoint file (model and data from its config)
+    model: Any = None  # or model=<name> alone (conf/model/): random weights, for latency work
+    which: str = "best"  # best | last (with run=)
+    weights: str = "raw"  # raw | ema
+    format: str = "onnx"  # onnx | pt2 | aoti
+    batch: str = "dynamic"  # dynamic | <n> (a fixed batch size)
+    img_size: Optional[int] = None  # None: the run's image size (224 for model= alone)
+    dynamic_hw: bool = False  # dynamic height and width too (not DiCENet: one export per resolution)
+    num_classes: int = 1000  # with model= alone
+    inference_path: bool = True  # apply effconv.deploy's rewrites before exporting
+    optimize: bool = True  # ONNX: run the exporter's graph optimiser
+    out: Optional[str] = None  # the artefact's path; None = <run>/export/ (or ./export/ for model= alone)
+    data_root: Optional[str] = None  # where the run's dataset is on this machine, if not where it was trained
+    verify_images: int = 256  # evaluation images compared with the eager model (random inputs without data)
+    latency_batches: list[int] = field(default_factory=lambda: [1, 32])
+    threads: Optional[int] = None  # CPU threads for verification and latency (null: torch's default)
+    data: Any = None  # stands in for the dataset in model configs that refer to it (effconv/conf/export.yaml)
+
+
 MAX_SUFFIX = 120  # file names are limited to 255 bytes; model-data-recipe and a hash fit in the rest
 
 
@@ -154,11 +176,17 @@ def _experiment_prefix(experiment: Optional[str]) -> str:
     return f"{experiment}/" if experiment else ""
 
 
+def _or_224(size: Optional[int]) -> int:
+    return 224 if size is None else size
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalConfig)
-    for name, fn in (("run_suffix", _run_suffix), ("experiment_prefix", _experiment_prefix)):
+    cs.store(name="export_schema", node=ExportConfig)
+    resolvers = (("run_suffix", _run_suffix), ("experiment_prefix", _experiment_prefix), ("or_224", _or_224))
+    for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
@@ -205,6 +233,7 @@ PATH_KEYS = (
     "run",
     "checkpoint",
     "output",
+    "out",
     "data_root",
     "resume",
     "model.init_from",

@@ -19,9 +19,10 @@ def _requirements() -> set[str]:
 
 def test_pyproject_dependencies_are_requirements_txt():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    declared = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    extras = [set(group) for group in project["optional-dependencies"].values()]
+    declared = set(project["dependencies"]).union(*extras)
     assert declared == _requirements()
-    assert not set(project["dependencies"]) & set(project["optional-dependencies"]["dev"])
+    assert sum(len(group) for group in extras) + len(project["dependencies"]) == len(declared)  # each once
 
 
 def test_configs_ship_inside_the_package():
