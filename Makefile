@@ -3,10 +3,6 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
-COMMA    := ,
-# jemalloc keeping its pages (benchmarks/bench_alloc.py: 1.12-1.26x per CPU train step vs glibc) when installed
-JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
-ALLOC    := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=background_thread:true$(COMMA)dirty_decay_ms:-1$(COMMA)muzzy_decay_ms:-1)
 
 .PHONY: train test bench lint format clean
 
@@ -17,7 +13,7 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(ALLOC) $(PY) train.py $(ARGS)
+	$(PY) train.py $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
