@@ -1,11 +1,11 @@
 """The MixConv formulation per runtime: split (one depth-wise conv per kernel group, concatenated) or padded
 (one depth-wise conv with every group's kernel zero-padded to the largest).
 
-In eager PyTorch and under inductor the choice stays with the operator (``effconv.ops.mixconv``: measured per
-device type, else probed per layer shape; timm's ``MixedConv2d`` is the split form). An exported ONNX graph
-cannot probe, so its form is fixed here from ``benchmarks/bench_latency.py``'s MixConv row: MixNet-S at batch 1,
-one thread, in ONNX Runtime, padded 16.7 ms vs split 17.3 ms (one run on the 2-core EPYC; the row re-measures
-it). Where the padded form is chosen, timm's ``MixedConv2d`` becomes one ``nn.Conv2d``.
+In eager PyTorch and under inductor the choice stays with the operator (``effconv.ops.mixconv``: ``auto`` is the
+split form on every device; timm's ``MixedConv2d`` is the split form too). For ONNX Runtime the form is fixed
+here from ``benchmarks/bench_latency.py``'s MixConv row: MixNet-S at batch 1, one thread, padded 16.7 ms vs
+split 17.3 ms in a development run, 12.0 vs 13.5 ms (0.89x) in docs/latency.md's run, both on the 2-core EPYC.
+Where the padded form is chosen, timm's ``MixedConv2d`` becomes one ``nn.Conv2d``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 from effconv.deploy.dataflow import replace_module
 from effconv.ops.mixconv import MixConv
 
-# runtime -> MixConv form; None keeps the operator's own choice (MEASURED_IMPL / probe; split under compile)
+# runtime -> MixConv form; None keeps the operator's own choice (impl='auto': split)
 RUNTIME_FORMS: dict[str, str | None] = {"eager": None, "onnx": "padded", "inductor": None}
 
 
