@@ -48,34 +48,36 @@ def read_synthetic(data_cfg, split: str) -> ImageArrays:
     return ImageArrays(images, labels, [str(i) for i in range(data_cfg.num_classes)])
 
 
+def synthetic_run(model: str, data: str, preset: str, size: int, classes: int, batch: int, device: str, out) -> list:
+    """The overrides of a run of ``model`` on ``bench_synthetic`` images: 4 batches to train on, one to evaluate."""
+    return [
+        f"model={model}",
+        f"data={data}",
+        "data.name=bench_synthetic",
+        f"data.train_split=train-{4 * batch}",
+        f"data.eval_split=eval-{batch}",
+        f"data.img_size={size}",
+        f"data.eval_size={size}",
+        f"data.num_classes={classes}",
+        f"data.train_transform={preset}",
+        "data.eval_transform=none",
+        f"recipe.batch_size={batch}",
+        "recipe.epochs=1000",
+        "recipe.warmup_epochs=0",
+        "recipe.ema=true",
+        f"device={device}",
+        f"output_root={out}",
+        "checkpoint_interval_s=0",
+    ]
+
+
 def trainer_for(model: str, ctx: Context, out: str, *extra: str):
     """A built Trainer on synthetic in-memory data of ``model``'s dataset size (nothing trained yet)."""
     from effconv.engine.loop import Trainer
 
     data, size, classes, preset, *_ = MODELS[model]
     batch = batch_for(model, ctx)
-    cfg = compose(
-        [
-            f"model={model}",
-            f"data={data}",
-            "data.name=bench_synthetic",
-            f"data.train_split=train-{4 * batch}",  # 4 batches' worth
-            f"data.eval_split=eval-{batch}",
-            f"data.img_size={size}",
-            f"data.num_classes={classes}",
-            f"data.train_transform={preset}",
-            "data.eval_transform=none",
-            f"recipe.batch_size={batch}",
-            "recipe.epochs=1000",
-            "recipe.warmup_epochs=0",
-            "recipe.ema=true",
-            f"device={ctx.device.type}",
-            f"output_root={out}",
-            "checkpoint_interval_s=0",
-            *extra,
-        ]
-    )
-    return Trainer(cfg)
+    return Trainer(compose([*synthetic_run(model, data, preset, size, classes, batch, ctx.device.type, out), *extra]))
 
 
 def loop_steps(trainer, steps: int = STEPS):

@@ -48,7 +48,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before any cuBLAS
 import torch  # noqa: E402
 
 import effconv  # noqa: E402, F401  (registers the models)
-from benchmarks import bench_loop  # noqa: E402, F401  (registers the bench_synthetic dataset)
+from benchmarks import bench_loop  # noqa: E402  (also registers the bench_synthetic dataset)
 from benchmarks.harness import backend_flags, sync  # noqa: E402
 from benchmarks.host_syncs import HostSyncs  # noqa: E402
 
@@ -140,29 +140,8 @@ def build_trainer(s: Smoke, model: str, *extra: str, size: int | None = None, ba
     size = size or (gpu_size if s.cuda else cpu_size)
     batch = batch or (gpu_batch if s.cuda else cpu_batch)
     classes = 10 if data == "cifar10" else 1000
-    cfg = compose(
-        [
-            f"model={model}",
-            f"data={data}",
-            "data.name=bench_synthetic",
-            f"data.train_split=train-{4 * batch}",
-            f"data.eval_split=eval-{batch}",
-            f"data.img_size={size}",
-            f"data.eval_size={size}",
-            f"data.num_classes={classes}",
-            f"data.train_transform={preset}",
-            "data.eval_transform=none",
-            f"recipe.batch_size={batch}",
-            "recipe.epochs=1000",
-            "recipe.warmup_epochs=0",
-            "recipe.ema=true",
-            f"device={s.device}",
-            f"output_root={s.work / 'runs'}",
-            "checkpoint_interval_s=0",
-            "progress=false",
-            *extra,
-        ]
-    )
+    run = bench_loop.synthetic_run(model, data, preset, size, classes, batch, s.device, s.work / "runs")
+    cfg = compose([*run, "progress=false", *extra])
     return Trainer(cfg), batch, size
 
 
