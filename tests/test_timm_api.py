@@ -123,14 +123,18 @@ def test_forward_head_and_cfg(name):
             assert unpooled(x).shape[2:] == cfg["pool_size"]
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_backward_reaches_every_parameter(name):
-    """timm's test_model_backward: 42 classes, batch 2, train mode."""
-    model = timm.create_model(name, num_classes=42).train()
-    out = model(_input(name, BACKWARD_SIZE, batch=2))
+def _assert_trains(model, x):
+    """A batch of 2 through ``model`` (42 classes) and back: every parameter gets a gradient."""
+    out = model(x)
     assert out.shape == (2, 42)
     out.mean().backward()
     assert [n for n, p in model.named_parameters() if p.grad is None] == []
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_backward_reaches_every_parameter(name):
+    """timm's test_model_backward: 42 classes, batch 2, train mode."""
+    _assert_trains(timm.create_model(name, num_classes=42).train(), _input(name, BACKWARD_SIZE, batch=2))
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -179,11 +183,7 @@ def test_fx_forward_and_backward(name):
     with torch.no_grad():
         torch.testing.assert_close(torch.fx.symbolic_trace(model)(x), model(x), rtol=1e-4, atol=1e-5)
     model.reset_classifier(42)
-    traced = torch.fx.symbolic_trace(model.train())
-    out = traced(_input(name, FX_SIZE, batch=2))
-    assert out.shape == (2, 42)
-    out.mean().backward()
-    assert [n for n, p in traced.named_parameters() if p.grad is None] == []
+    _assert_trains(torch.fx.symbolic_trace(model.train()), _input(name, FX_SIZE, batch=2))
 
 
 @pytest.mark.parametrize("name", FAMILIES)
