@@ -327,3 +327,8 @@ def validate(cfg: DictConfig) -> None:
 def to_plain(cfg: DictConfig) -> dict:
     """The resolved config as plain Python data (what checkpoints and results.json store)."""
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+def model_knobs(model_cfg: DictConfig) -> dict:
+    """The network a model group describes: its knobs, without ``init_from`` (where weights come from)."""
+    return {k: v for k, v in to_plain(model_cfg).items() if k != "init_from"}

@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from effconv.config import model_knobs
 from effconv.engine.build import build_model
 from effconv.engine.datafiles import build_loaders
 from effconv.engine.evaluation import evaluate
@@ -106,7 +107,7 @@ def evaluate_saved(eval_cfg) -> dict:
         "raw_top5": raw["top5"],
         "weights": weights,  # effconv, or the published layout the file came in
         "released": saved.config is None,  # weights from elsewhere (no train.py config): effconv.report.released
-        "model_cfg": {k: v for k, v in OmegaConf.to_container(run_cfg.model, resolve=True).items() if k != "init_from"},
+        "model_cfg": model_knobs(run_cfg.model),
         "img_size": run_cfg.data.img_size,
     }
     if saved.ema is not None:

@@ -20,6 +20,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from effconv.config import model_knobs
 from effconv.errors import UserError
 
 MIN_LATENCY_S = 0.5  # each latency figure: mean over at least this long (and at least 10 calls)
@@ -141,7 +142,7 @@ def _load(cfg) -> Source:
             raise UserError(
                 "weights=ema needs run=<run dir> or checkpoint=<file>; model=<name> alone has random weights"
             )
-        model = models.create(_model_config(cfg.model), cfg.num_classes)
+        model = models.create(model_knobs(cfg.model), cfg.num_classes)
         print(f"model={cfg.model.name} alone: random weights, verified on random inputs", flush=True)
         return Source(model.eval().float(), str(cfg.model.name), None, 0, "random weights", Path("export"), False)
     path = checkpoint_path(cfg)
@@ -157,17 +158,13 @@ def _load(cfg) -> Source:
             "model=<name> [model.<knob>=<value> ...]"
         )
     name = str(model_cfg.name)
-    model = models.create(_model_config(model_cfg), data.num_classes if data is not None else cfg.num_classes)
+    model = models.create(model_knobs(model_cfg), data.num_classes if data is not None else cfg.num_classes)
     weights = saved.ema if cfg.weights == "ema" else saved.raw
     if weights is None:
         raise UserError(f"{path} holds no EMA weights (the run trained without recipe.ema=true); use weights=raw")
     load_for_evaluation(model, weights, path)
     out_dir = (Path(cfg.run) if cfg.run else path.parent) / "export"
     return Source(model.eval().float(), name, data, run_cfg.get("seed", 0), str(path), out_dir)
-
-
-def _model_config(node) -> dict:
-    return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "init_from"}
 
 
 def _artefact_name(source: Source, cfg, batch: int | None, size: int) -> str:

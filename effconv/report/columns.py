@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from effconv import models
-from effconv.config import compose, to_plain
+from effconv.config import compose, model_knobs
 from effconv.profile import Cost, count_cost
 from effconv.report.collect import mean_std, metric_of
 from effconv.report.spec import Row, TableSpec
@@ -45,13 +45,11 @@ class RowContext:
 
     @functools.cached_property
     def model_key(self) -> str:
-        model_cfg = {k: v for k, v in to_plain(self.cfg.model).items() if k != "init_from"}
-        return json.dumps([model_cfg, self.cfg.data.num_classes], sort_keys=True)
+        return json.dumps([model_knobs(self.cfg.model), self.cfg.data.num_classes], sort_keys=True)
 
     def model(self):
         """A freshly built model (callers may move it to a device or switch its mode)."""
-        model_cfg = {k: v for k, v in to_plain(self.cfg.model).items() if k != "init_from"}
-        return models.create(model_cfg, self.cfg.data.num_classes)
+        return models.create(model_knobs(self.cfg.model), self.cfg.data.num_classes)
 
     def memo(self, name: str, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per model identity and input size (the one cache of per-row values)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from effconv.config import to_plain
+from effconv.config import model_knobs
 
 MARK = "†"
 
@@ -38,7 +38,7 @@ def load_released(roots: list[Path]) -> list[dict]:
 
 def released_for(cfg, evaluations: list[dict]) -> list[dict]:
     """The evaluations of the network and dataset a row's composed config ``cfg`` describes."""
-    model = {k: v for k, v in to_plain(cfg.model).items() if k != "init_from"}
+    model = model_knobs(cfg.model)
     return [
         e
         for e in evaluations
